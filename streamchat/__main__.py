@@ -1,0 +1,5 @@
+from __future__ import annotations
+
+from streamchat.cli import main
+
+main()

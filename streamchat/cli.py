@@ -1,0 +1,174 @@
+"""The ``streamchat`` command: serve, migrate, seed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from streamchat.config import AuthMode, Settings, is_loopback
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="streamchat",
+    help="A real-time chat server for streamer communities.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console(stderr=True)
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(help="SQLAlchemy URL [env STREAMCHAT_DATABASE_URL].", show_default=False),
+]
+
+
+def _settings(**overrides: Any) -> Settings:
+    """Environment first, then the flags that were actually given."""
+    return Settings(**{key: value for key, value in overrides.items() if value is not None})
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+    )
+    # Alembic narrates every start at INFO; only its warnings matter to an operator.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def refuse_unsafe_bind(settings: Settings) -> str | None:
+    """Why the server must not start with these settings, or ``None``."""
+    if settings.auth_mode is AuthMode.TWITCH:
+        return "auth mode 'twitch' is not available yet; use STREAMCHAT_AUTH_MODE=dev"
+    if (
+        settings.auth_mode is AuthMode.DEV
+        and not is_loopback(settings.host)
+        and not settings.allow_dev_auth_remote
+    ):
+        return (
+            f"refusing to listen on {settings.host}: in dev auth mode anyone can log in as "
+            "any user by ID, so only loopback addresses are allowed. Set "
+            "STREAMCHAT_ALLOW_DEV_AUTH_REMOTE=true (or --allow-dev-auth-remote) if you "
+            "really mean it."
+        )
+    return None
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="[env STREAMCHAT_HOST]")] = None,
+    port: Annotated[int | None, typer.Option(help="[env STREAMCHAT_PORT]")] = None,
+    database_url: DatabaseUrl = None,
+    broker_url: Annotated[str | None, typer.Option(help="[env STREAMCHAT_BROKER_URL]")] = None,
+    auth_mode: Annotated[AuthMode | None, typer.Option(help="[env STREAMCHAT_AUTH_MODE]")] = None,
+    allow_dev_auth_remote: Annotated[
+        bool | None,
+        typer.Option(
+            "--allow-dev-auth-remote/--no-allow-dev-auth-remote",
+            help="Allow dev auth on a non-loopback address [env STREAMCHAT_ALLOW_DEV_AUTH_REMOTE]",
+        ),
+    ] = None,
+    admin_token: Annotated[
+        str | None, typer.Option(help="[env STREAMCHAT_ADMIN_TOKEN]", show_default=False)
+    ] = None,
+    allowed_origins: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated trusted origins [env STREAMCHAT_ALLOWED_ORIGINS]"),
+    ] = None,
+    session_ttl_seconds: Annotated[
+        int | None, typer.Option(help="[env STREAMCHAT_SESSION_TTL_SECONDS]")
+    ] = None,
+    cookie_secure: Annotated[
+        bool | None,
+        typer.Option("--cookie-secure/--no-cookie-secure", help="[env STREAMCHAT_COOKIE_SECURE]"),
+    ] = None,
+    log_level: Annotated[str | None, typer.Option(help="[env STREAMCHAT_LOG_LEVEL]")] = None,
+) -> None:
+    """Run the server."""
+    import uvicorn
+
+    from streamchat.app import create_app
+
+    settings = _settings(
+        host=host,
+        port=port,
+        database_url=database_url,
+        broker_url=broker_url,
+        auth_mode=auth_mode,
+        allow_dev_auth_remote=allow_dev_auth_remote,
+        admin_token=admin_token,
+        allowed_origins=allowed_origins,
+        session_ttl_seconds=session_ttl_seconds,
+        cookie_secure=cookie_secure,
+        log_level=log_level,
+    )
+    if (reason := refuse_unsafe_bind(settings)) is not None:
+        console.print(f"[bold red]streamchat:[/] {reason}")
+        raise typer.Exit(code=2)
+    _configure_logging(settings.log_level)
+    if settings.auth_mode is AuthMode.DEV:
+        console.print(
+            "[yellow]dev auth mode:[/] anyone can log in by Twitch ID "
+            f"(listening on {settings.host}:{settings.port})"
+        )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        proxy_headers=True,
+    )
+
+
+@app.command()
+def migrate(database_url: DatabaseUrl = None) -> None:
+    """Bring the database schema up to date."""
+    from streamchat.store.database import Database
+
+    settings = _settings(database_url=database_url)
+
+    async def run() -> None:
+        db = Database(settings.database_url)
+        try:
+            await db.migrate()
+        finally:
+            await db.close()
+
+    asyncio.run(run())
+    console.print(f"migrated {db_label(settings)}")
+
+
+@app.command()
+def seed(database_url: DatabaseUrl = None) -> None:
+    """Load (or refresh) the bundled sample streamers."""
+    from streamchat.store.database import Database
+    from streamchat.store.streamers import StreamerStore
+    from streamchat.twitch.sample import sample_streamer_rows
+
+    settings = _settings(database_url=database_url)
+
+    async def run() -> int:
+        db = Database(settings.database_url)
+        try:
+            await db.migrate()
+            return await StreamerStore(db).upsert(sample_streamer_rows())
+        finally:
+            await db.close()
+
+    written = asyncio.run(run())
+    console.print(f"seeded {written} streamers into {db_label(settings)}")
+
+
+def db_label(settings: Settings) -> str:
+    """The database URL without its password, for messages."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(settings.database_url).render_as_string(hide_password=True)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,72 @@
+"""Settings, read from ``STREAMCHAT_*`` environment variables and CLI flags."""
+
+from __future__ import annotations
+
+import ipaddress
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["AuthMode", "Settings", "is_loopback"]
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/streamchat.db"
+
+
+class AuthMode(StrEnum):
+    #: Anyone may log in by Twitch ID: for development and tests only.
+    DEV = "dev"
+    #: Log in through Twitch OAuth.
+    TWITCH = "twitch"
+
+
+class Settings(BaseSettings):
+    """Every knob of the server; each one is also ``STREAMCHAT_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="STREAMCHAT_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    database_url: str = DEFAULT_DATABASE_URL
+    broker_url: str = "memory://"
+    auth_mode: AuthMode = AuthMode.DEV
+    #: Dev auth lets anyone in by ID, so listening beyond loopback must be asked for.
+    allow_dev_auth_remote: bool = False
+    admin_token: str | None = None
+    #: Origins (``scheme://host[:port]``) trusted for cookie-authenticated writes,
+    #: besides the server's own. Comma-separated in the environment.
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    session_ttl_seconds: int = Field(default=14 * 24 * 3600, ge=60)
+    cookie_secure: bool = False
+    #: Load the bundled sample streamers when the database has none.
+    seed_sample_data: bool = True
+    log_level: str = "info"
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The database file when the database is a SQLite file, else ``None``."""
+        prefix = "sqlite+aiosqlite:///"
+        if self.database_url.startswith(prefix):
+            path = self.database_url[len(prefix) :].split("?", 1)[0]
+            if path and path != ":memory:":
+                return Path(path)
+        return None
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,58 @@
+"""Logging in and out with a server-side cookie session."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response, status
+
+from streamchat.config import AuthMode
+from streamchat.errors import Forbidden, UserNotFound
+from streamchat.http.deps import SESSION_COOKIE, ServicesDep
+from streamchat.http.schemas import LoginIn, UserOut
+from streamchat.http.users import user_out
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api", tags=["auth"])
+
+
+class DevLoginDisabled(Forbidden):
+    code = "dev_login_disabled"
+
+
+@router.post("/login", response_model=UserOut)
+async def login(body: LoginIn, services: ServicesDep, response: Response) -> UserOut:
+    """Log in by Twitch ID (``dev`` auth mode only) and receive the session cookie."""
+    settings = services.settings
+    if settings.auth_mode is not AuthMode.DEV:
+        raise DevLoginDisabled("logging in by ID is only possible in dev auth mode")
+    user = await services.users.get(body.twitch_id)
+    if user is None:
+        raise UserNotFound(f"no user with Twitch ID {body.twitch_id}; register first")
+    token = await services.sessions.create(user.twitch_id)
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=settings.session_ttl_seconds,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=settings.cookie_secure,
+    )
+    return await user_out(services, user)
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+async def logout(request: Request, services: ServicesDep) -> Response:
+    """End the session everywhere and clear the cookie; harmless without one."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        await services.sessions.revoke(token)
+    response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    response.delete_cookie(
+        SESSION_COOKIE,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=services.settings.cookie_secure,
+    )
+    return response

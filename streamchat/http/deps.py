@@ -1,0 +1,64 @@
+"""Request dependencies: the app's services and the caller's session."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from streamchat.config import Settings
+from streamchat.errors import NotAuthenticated
+from streamchat.store.database import Database
+from streamchat.store.models import User
+from streamchat.store.sessions import SessionStore
+from streamchat.store.streamers import StreamerStore
+from streamchat.store.users import UserStore
+
+__all__ = [
+    "SESSION_COOKIE",
+    "CurrentUser",
+    "OptionalUser",
+    "Services",
+    "ServicesDep",
+    "get_services",
+]
+
+SESSION_COOKIE = "streamchat_session"
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """Everything a handler may use; built once per app in its lifespan."""
+
+    settings: Settings
+    db: Database
+    users: UserStore
+    sessions: SessionStore
+    streamers: StreamerStore
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+async def optional_user(request: Request, services: ServicesDep) -> User | None:
+    token = request.cookies.get(SESSION_COOKIE)
+    # Our tokens are 43 characters; anything far longer is not one, so skip the lookup.
+    if not token or len(token) > 128:
+        return None
+    return await services.sessions.resolve(token)
+
+
+async def current_user(user: Annotated[User | None, Depends(optional_user)]) -> User:
+    if user is None:
+        raise NotAuthenticated("log in first: no valid session cookie")
+    return user
+
+
+OptionalUser = Annotated[User | None, Depends(optional_user)]
+CurrentUser = Annotated[User, Depends(current_user)]

@@ -1,0 +1,86 @@
+"""Every error becomes ``{"error": {"code": …, "message": …}}`` with its status."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from streamchat.errors import InvalidInput, StreamchatError
+
+__all__ = ["error_response", "install_error_handlers"]
+
+log = logging.getLogger("streamchat.http")
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def error_response(error: StreamchatError) -> JSONResponse:
+    return JSONResponse({"error": error.to_dict()}, status_code=error.status)
+
+
+def _field(loc: tuple[int | str, ...]) -> str:
+    # Drop the "body"/"query" prefix: clients think in field names.
+    parts = [str(part) for part in loc[1:]] if len(loc) > 1 else [str(p) for p in loc]
+    return ".".join(parts)
+
+
+def _validation_error(exc: RequestValidationError) -> StreamchatError:
+    problems = []
+    for item in exc.errors():
+        if item.get("type") == "json_invalid":
+            return InvalidInput("the request body is not valid JSON")
+        if tuple(item.get("loc", ())) == ("body",):
+            return InvalidInput(
+                "the request body must be a JSON object sent as Content-Type: application/json"
+            )
+        problems.append({"field": _field(tuple(item.get("loc", ()))), "message": item.get("msg")})
+    summary = "; ".join(f"{p['field'] or 'body'}: {p['message']}" for p in problems)
+    return InvalidInput(summary or "invalid request", details=problems)
+
+
+async def _on_streamchat_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StreamchatError)
+    return error_response(exc)
+
+
+async def _on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return error_response(_validation_error(exc))
+
+
+async def _on_http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    return JSONResponse(
+        {"error": {"code": code, "message": str(exc.detail)}},
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(
+        {"error": {"code": "internal_error", "message": "internal server error"}},
+        status_code=500,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(StreamchatError, _on_streamchat_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(HTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_unexpected)

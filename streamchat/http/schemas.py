@@ -1,0 +1,109 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from streamchat.store.models import Streamer, User
+
+__all__ = [
+    "FavoriteIn",
+    "LoginIn",
+    "RegisterIn",
+    "StreamerOut",
+    "UserOut",
+]
+
+
+def _printable(value: str) -> str:
+    if any(not ch.isprintable() for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+TwitchId = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,20}$")]
+Login = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{1,25}$")]
+DisplayName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=50),
+    AfterValidator(_printable),
+]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class RegisterIn(_In):
+    twitch_id: TwitchId = Field(description="The Twitch user ID: 1 to 20 digits.")
+    login: Login | None = Field(default=None, description="Twitch login: 1 to 25 of A-Z a-z 0-9 _.")
+    display_name: DisplayName | None = None
+
+
+class LoginIn(_In):
+    twitch_id: TwitchId
+
+
+class FavoriteIn(_In):
+    streamer: Annotated[str, StringConstraints(min_length=1, max_length=25)] = Field(
+        description="The streamer's login or Twitch ID."
+    )
+
+
+class StreamerOut(BaseModel):
+    id: str
+    login: str
+    display_name: str
+    description: str
+    profile_image_url: str
+    offline_image_url: str
+    broadcaster_type: str
+    live: bool
+    title: str
+    game_id: str
+    game_name: str
+    viewer_count: int
+    started_at: datetime | None
+    language: str
+    is_favorite: bool = False
+
+    @classmethod
+    def of(cls, streamer: Streamer, *, favorite_id: str | None = None) -> StreamerOut:
+        return cls(
+            id=streamer.id,
+            login=streamer.login,
+            display_name=streamer.display_name,
+            description=streamer.description,
+            profile_image_url=streamer.profile_image_url,
+            offline_image_url=streamer.offline_image_url,
+            broadcaster_type=streamer.broadcaster_type,
+            live=streamer.live,
+            title=streamer.title,
+            game_id=streamer.game_id,
+            game_name=streamer.game_name,
+            viewer_count=streamer.viewer_count,
+            started_at=streamer.started_at,
+            language=streamer.language,
+            is_favorite=favorite_id is not None and streamer.id == favorite_id,
+        )
+
+
+class UserOut(BaseModel):
+    twitch_id: str
+    login: str | None
+    display_name: str | None
+    created_at: datetime
+    favorite: StreamerOut | None = None
+
+    @classmethod
+    def of(cls, user: User, *, favorite: Streamer | None = None) -> UserOut:
+        return cls(
+            twitch_id=user.twitch_id,
+            login=user.login,
+            display_name=user.display_name,
+            created_at=user.created_at,
+            favorite=StreamerOut.of(favorite, favorite_id=favorite.id) if favorite else None,
+        )

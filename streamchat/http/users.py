@@ -1,0 +1,62 @@
+"""Registration, the caller's profile and their favourite streamer."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+
+from streamchat.errors import StreamerNotFound
+from streamchat.http.deps import CurrentUser, Services, ServicesDep
+from streamchat.http.schemas import FavoriteIn, RegisterIn, UserOut
+from streamchat.store.models import User
+
+__all__ = ["router", "user_out"]
+
+router = APIRouter(prefix="/api", tags=["users"])
+
+
+async def user_out(services: Services, user: User) -> UserOut:
+    """The user as the API shows it, with their favourite streamer."""
+    favorite_id = user.favorite_streamer_id
+    favorite = await services.streamers.get(favorite_id) if favorite_id else None
+    return UserOut.of(user, favorite=favorite)
+
+
+@router.post(
+    "/users",
+    response_model=UserOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"model": UserOut, "description": "The ID was known: the user, unchanged."}},
+)
+async def register(body: RegisterIn, services: ServicesDep, response: Response) -> UserOut:
+    """Register a viewer by Twitch ID; idempotent."""
+    user, created = await services.users.register(
+        body.twitch_id, login=body.login, display_name=body.display_name
+    )
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return await user_out(services, user)
+
+
+@router.get("/me", response_model=UserOut)
+async def me(user: CurrentUser, services: ServicesDep) -> UserOut:
+    """The logged-in viewer, with their favourite streamer."""
+    return await user_out(services, user)
+
+
+@router.put("/me/favorite", response_model=UserOut)
+async def set_favorite(body: FavoriteIn, user: CurrentUser, services: ServicesDep) -> UserOut:
+    """Pick a favourite streamer by login or ID."""
+    streamer = await services.streamers.find(body.streamer)
+    if streamer is None:
+        raise StreamerNotFound(f"no streamer {body.streamer!r}")
+    await services.users.set_favorite(user.twitch_id, streamer.id)
+    user.favorite_streamer_id = streamer.id
+    return UserOut.of(user, favorite=streamer)
+
+
+@router.delete("/me/favorite", response_model=UserOut)
+async def clear_favorite(user: CurrentUser, services: ServicesDep) -> UserOut:
+    """Clear the favourite streamer."""
+    await services.users.set_favorite(user.twitch_id, None)
+    user.favorite_streamer_id = None
+    return UserOut.of(user)

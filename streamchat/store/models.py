@@ -1,0 +1,106 @@
+"""The tables of streamchat (chat messages live in the pub/sub store's own tables)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = ["Base", "Session", "Streamer", "User", "utcnow"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware UTC datetime on every database (SQLite has no time zones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime; use an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class Streamer(Base):
+    """A Twitch broadcaster: the identity of a Helix user plus its stream's state."""
+
+    __tablename__ = "streamers"
+
+    id: Mapped[str] = mapped_column(String(20), primary_key=True)
+    login: Mapped[str] = mapped_column(String(25), unique=True)
+    display_name: Mapped[str] = mapped_column(String(50))
+    description: Mapped[str] = mapped_column(Text, default="")
+    profile_image_url: Mapped[str] = mapped_column(Text, default="")
+    offline_image_url: Mapped[str] = mapped_column(Text, default="")
+    broadcaster_type: Mapped[str] = mapped_column(String(20), default="")
+    live: Mapped[bool] = mapped_column(Boolean, default=False)
+    title: Mapped[str] = mapped_column(Text, default="")
+    game_id: Mapped[str] = mapped_column(String(20), default="")
+    game_name: Mapped[str] = mapped_column(Text, default="")
+    viewer_count: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    language: Mapped[str] = mapped_column(String(10), default="")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class User(Base):
+    """A viewer, identified by their Twitch user ID."""
+
+    __tablename__ = "users"
+
+    twitch_id: Mapped[str] = mapped_column(String(20), primary_key=True)
+    #: Lower-case, unique when set, like Twitch's own logins.
+    login: Mapped[str | None] = mapped_column(String(25), unique=True, nullable=True)
+    display_name: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    favorite_streamer_id: Mapped[str | None] = mapped_column(
+        ForeignKey("streamers.id", ondelete="SET NULL"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Session(Base):
+    """A server-side login session; the cookie holds a token whose hash is the key."""
+
+    __tablename__ = "sessions"
+
+    #: SHA-256 of the cookie token, so a copy of the table cannot be replayed as cookies.
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.twitch_id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -1,0 +1,61 @@
+"""Server-side login sessions: created at login, resolved per request, revocable."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from sqlalchemy import delete, select
+
+from streamchat.store.database import Database
+from streamchat.store.models import Session, User, utcnow
+
+__all__ = ["SessionStore"]
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class SessionStore:
+    """Sessions live in the database, so they survive restarts and span processes."""
+
+    def __init__(self, db: Database, *, ttl: timedelta) -> None:
+        self._db = db
+        self._ttl = ttl
+
+    async def create(self, user_id: str) -> str:
+        """Start a session for ``user_id``; return the opaque token for the cookie."""
+        token = secrets.token_urlsafe(32)  # 256 bits
+        now = utcnow()
+        async with self._db.session() as session:
+            # Expired rows are dead weight; sweeping on login keeps the table small
+            # without a background job (the expiry index makes this cheap).
+            await session.execute(delete(Session).where(Session.expires_at <= now))
+            session.add(
+                Session(
+                    token_hash=_hash(token),
+                    user_id=user_id,
+                    created_at=now,
+                    expires_at=now + self._ttl,
+                )
+            )
+        return token
+
+    async def resolve(self, token: str) -> User | None:
+        """The user of a live session, or ``None`` for an unknown or expired token."""
+        async with self._db.session() as session:
+            return await session.scalar(
+                select(User)
+                .join(Session, Session.user_id == User.twitch_id)
+                .where(Session.token_hash == _hash(token), Session.expires_at > utcnow())
+            )
+
+    async def revoke(self, token: str) -> bool:
+        """End the session; return whether it existed."""
+        async with self._db.session() as session:
+            result = await session.execute(
+                delete(Session).where(Session.token_hash == _hash(token))
+            )
+            return bool(getattr(result, "rowcount", 0))

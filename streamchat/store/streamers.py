@@ -1,0 +1,87 @@
+"""Queries over streamers and their stream state."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from streamchat.store.database import Database
+from streamchat.store.models import Streamer, utcnow
+
+__all__ = ["StreamerStore"]
+
+# Logins are [A-Za-z0-9_]{1,25}; IDs are digits, which that covers too.
+_REF = re.compile(r"[A-Za-z0-9_]{1,25}")
+
+_UPDATABLE = (
+    "login",
+    "display_name",
+    "description",
+    "profile_image_url",
+    "offline_image_url",
+    "broadcaster_type",
+    "live",
+    "title",
+    "game_id",
+    "game_name",
+    "viewer_count",
+    "started_at",
+    "language",
+    "updated_at",
+)
+
+
+class StreamerStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def all(self) -> list[Streamer]:
+        """Every streamer: live ones first by audience, then the rest by login."""
+        async with self._db.session() as session:
+            rows = await session.scalars(
+                select(Streamer).order_by(
+                    Streamer.live.desc(), Streamer.viewer_count.desc(), Streamer.login
+                )
+            )
+            return list(rows)
+
+    async def find(self, ref: str) -> Streamer | None:
+        """A streamer by login (any case) or by Twitch ID."""
+        if not _REF.fullmatch(ref):
+            # Cannot name a streamer; and PostgreSQL rejects some strings (NUL) outright.
+            return None
+        async with self._db.session() as session:
+            return await session.scalar(
+                select(Streamer).where(or_(Streamer.login == ref.lower(), Streamer.id == ref))
+            )
+
+    async def get(self, streamer_id: str) -> Streamer | None:
+        async with self._db.session() as session:
+            return await session.get(Streamer, streamer_id)
+
+    async def count(self) -> int:
+        async with self._db.session() as session:
+            return int(await session.scalar(select(func.count()).select_from(Streamer)) or 0)
+
+    async def upsert(self, rows: Iterable[dict[str, Any]]) -> int:
+        """Insert or update streamers by ID; return how many rows were written."""
+        # Rows may carry different columns (an offline stream keeps its last title),
+        # so each set of columns is its own statement.
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for row in rows:
+            values = {**row, "updated_at": utcnow()}
+            groups.setdefault(tuple(sorted(values)), []).append(values)
+        dialect = sqlite if self._db.is_sqlite else postgresql
+        async with self._db.session() as session:
+            for columns, values_list in groups.items():
+                stmt = dialect.insert(Streamer).values(values_list)
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=[Streamer.id],
+                    set_={name: stmt.excluded[name] for name in columns if name in _UPDATABLE},
+                )
+                await session.execute(stmt)
+        return sum(len(v) for v in groups.values())

@@ -1,0 +1,1 @@
+"""Twitch: the shapes of its Helix API and the data streamchat takes from it."""

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from streamchat.cli import refuse_unsafe_bind
+from streamchat.config import AuthMode, Settings
+
+
+def _streamchat(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streamchat", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (["--host", "0.0.0.0"], {}),
+        ([], {"STREAMCHAT_HOST": "0.0.0.0"}),
+        (["--host", "192.0.2.10"], {}),
+        (["--host", "::"], {}),
+    ],
+)
+def test_dev_auth_refuses_non_loopback(args: list[str], env: dict[str, str]) -> None:
+    result = _streamchat("serve", *args, env=env)
+    assert result.returncode == 2
+    assert "dev auth mode" in result.stderr
+    assert "STREAMCHAT_ALLOW_DEV_AUTH_REMOTE" in result.stderr
+
+
+def test_bind_policy() -> None:
+    assert refuse_unsafe_bind(Settings(host="127.0.0.1")) is None
+    assert refuse_unsafe_bind(Settings(host="localhost")) is None
+    assert refuse_unsafe_bind(Settings(host="::1")) is None
+    assert refuse_unsafe_bind(Settings(host="0.0.0.0")) is not None
+    assert refuse_unsafe_bind(Settings(host="0.0.0.0", allow_dev_auth_remote=True)) is None
+    assert refuse_unsafe_bind(Settings(auth_mode=AuthMode.TWITCH)) is not None
+
+
+def test_migrate_and_seed(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "chat.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    migrated = _streamchat("migrate", "--database-url", url)
+    assert migrated.returncode == 0, migrated.stderr
+    with sqlite3.connect(path) as conn:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        assert {"users", "sessions", "streamers", "alembic_version"} <= tables
+        assert conn.execute("SELECT count(*) FROM streamers").fetchone() == (0,)
+
+    seeded = _streamchat("seed", env={"STREAMCHAT_DATABASE_URL": url})
+    assert seeded.returncode == 0, seeded.stderr
+    assert "seeded" in seeded.stderr
+    again = _streamchat("seed", env={"STREAMCHAT_DATABASE_URL": url})
+    assert again.returncode == 0
+    with sqlite3.connect(path) as conn:
+        count = conn.execute("SELECT count(*) FROM streamers").fetchone()[0]
+    assert count >= 20
+
+
+def test_serve_honours_the_environment(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "STREAMCHAT_PORT": str(port),
+        "STREAMCHAT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'serve.db'}",
+        "STREAMCHAT_LOG_LEVEL": "warning",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamchat", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None, "server exited early"
+            assert time.monotonic() < deadline, "server did not become ready"
+            time.sleep(0.1)
+        with httpx.Client(base_url=base) as client:
+            assert client.post("/api/users", json={"twitch_id": "77"}).status_code == 201
+            assert client.post("/api/login", json={"twitch_id": "77"}).status_code == 200
+            assert (
+                client.put("/api/me/favorite", json={"streamer": "sablesignal"}).status_code == 200
+            )
+            favorites = [
+                s["login"] for s in client.get("/api/streamers").json() if s["is_favorite"]
+            ]
+            assert favorites == ["sablesignal"]
+    finally:
+        server.send_signal(signal.SIGINT)
+        output, _ = server.communicate(timeout=15)
+    assert server.returncode == 0, output
