@@ -1,49 +1,118 @@
-"""The ASGI application: ``create_app(settings)`` wires stores, routes and middleware."""
+"""The ASGI application: ``create_app(settings)`` wires stores, rooms, routes and middleware."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
 from fastapi import FastAPI
 
 from streamchat import __version__
 from streamchat.config import Settings
-from streamchat.http import auth, health, streamers, users
+from streamchat.http import auth, health, rooms, streamers, users
 from streamchat.http.deps import Services
 from streamchat.http.errors import install_error_handlers
 from streamchat.http.origin import OriginCheckMiddleware
+from streamchat.pubsub import PubSub
+from streamchat.rooms.presence import PresenceTracker
+from streamchat.rooms.service import RoomLimits, RoomService
 from streamchat.store.database import Database
+from streamchat.store.presence import PresenceStore
 from streamchat.store.sessions import SessionStore
 from streamchat.store.streamers import StreamerStore
 from streamchat.store.users import UserStore
 from streamchat.twitch.sample import sample_streamer_rows
+from streamchat.ws import endpoint
+from streamchat.ws.connection import ConnectionLimits
+from streamchat.ws.registry import ConnectionRegistry
 
 __all__ = ["create_app"]
 
 log = logging.getLogger("streamchat")
 
 
-async def _start(settings: Settings) -> Services:
-    db = Database(settings.database_url)
-    try:
+class _Background:
+    """The process's long-running loops: started with the app, cancelled with it.
+
+    Each loop handles its own errors per iteration; one that still ends is a
+    bug, and is logged loudly rather than lost.
+    """
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.critical("background task %s died", task.get_name(), exc_info=exc)
+
+    async def close(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+@contextlib.asynccontextmanager
+async def _running(settings: Settings) -> AsyncIterator[Services]:
+    """Everything the app needs, started in order and stopped in reverse."""
+    async with contextlib.AsyncExitStack() as stack:
+        db = Database(settings.database_url)
+        stack.push_async_callback(db.close)
         await db.migrate()
         streamer_store = StreamerStore(db)
         if settings.seed_sample_data and await streamer_store.count() == 0:
             written = await streamer_store.upsert(sample_streamer_rows())
             log.info("loaded %d sample streamers into an empty database", written)
-    except BaseException:
-        await db.close()
-        raise
-    return Services(
-        settings=settings,
-        db=db,
-        users=UserStore(db),
-        sessions=SessionStore(db, ttl=timedelta(seconds=settings.session_ttl_seconds)),
-        streamers=streamer_store,
-    )
+
+        pubsub = PubSub(broker=settings.broker_url, store=settings.chat_store_url)
+        await pubsub.connect()
+        stack.push_async_callback(pubsub.disconnect)
+
+        sessions = SessionStore(db, ttl=timedelta(seconds=settings.session_ttl_seconds))
+        presence = PresenceTracker(PresenceStore(db))
+        stack.push_async_callback(presence.close)
+        room_service = RoomService(
+            pubsub, streamer_store, presence, limits=RoomLimits(enabled=settings.rate_limit)
+        )
+        stack.push_async_callback(room_service.close)
+        connections = ConnectionRegistry(
+            pubsub, sessions, recheck_interval=settings.session_recheck_seconds
+        )
+
+        background = _Background()
+        stack.push_async_callback(background.close)
+        background.start(presence.run(), "presence")
+        background.start(connections.listen(), "sessions-ended")
+        background.start(connections.recheck(), "sessions-recheck")
+
+        yield Services(
+            settings=settings,
+            db=db,
+            users=UserStore(db),
+            sessions=sessions,
+            streamers=streamer_store,
+            pubsub=pubsub,
+            rooms=room_service,
+            connections=connections,
+            connection_limits=ConnectionLimits(
+                max_subscriptions=settings.max_subscriptions,
+                max_queued_bytes=settings.ws_max_queued_bytes,
+            ),
+            allowed_origins=frozenset(o.lower() for o in settings.allowed_origins),
+        )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -51,12 +120,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = await _start(settings)
-        app.state.services = services
-        try:
+        async with _running(settings) as services:
+            app.state.services = services
             yield
-        finally:
-            await services.db.close()
 
     app = FastAPI(
         title="streamchat",
@@ -66,6 +132,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(OriginCheckMiddleware, allowed_origins=settings.allowed_origins)
     install_error_handlers(app)
-    for module in (health, auth, users, streamers):
+    for module in (health, auth, users, streamers, rooms, endpoint):
         app.include_router(module.router)
     return app

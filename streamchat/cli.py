@@ -1,4 +1,4 @@
-"""The ``streamchat`` command: serve, migrate, seed."""
+"""The ``streamchat`` command: serve, migrate, seed, chat."""
 
 from __future__ import annotations
 
@@ -87,6 +87,14 @@ def serve(
         typer.Option("--cookie-secure/--no-cookie-secure", help="[env STREAMCHAT_COOKIE_SECURE]"),
     ] = None,
     log_level: Annotated[str | None, typer.Option(help="[env STREAMCHAT_LOG_LEVEL]")] = None,
+    store_url: Annotated[
+        str | None,
+        typer.Option(help="Chat history store; default the database [env STREAMCHAT_STORE_URL]"),
+    ] = None,
+    rate_limit: Annotated[
+        bool | None,
+        typer.Option("--rate-limit/--no-rate-limit", help="[env STREAMCHAT_RATE_LIMIT]"),
+    ] = None,
 ) -> None:
     """Run the server."""
     import uvicorn
@@ -105,6 +113,8 @@ def serve(
         session_ttl_seconds=session_ttl_seconds,
         cookie_secure=cookie_secure,
         log_level=log_level,
+        store_url=store_url,
+        rate_limit=rate_limit,
     )
     if (reason := refuse_unsafe_bind(settings)) is not None:
         console.print(f"[bold red]streamchat:[/] {reason}")
@@ -121,6 +131,10 @@ def serve(
         port=settings.port,
         log_level=settings.log_level.lower(),
         proxy_headers=True,
+        ws_max_size=settings.ws_max_message_size,
+        ws_ping_interval=settings.ws_ping_interval,
+        ws_ping_timeout=settings.ws_ping_timeout,
+        ws_per_message_deflate=settings.ws_compression,
     )
 
 
@@ -161,6 +175,22 @@ def seed(database_url: DatabaseUrl = None) -> None:
 
     written = asyncio.run(run())
     console.print(f"seeded {written} streamers into {db_label(settings)}")
+
+
+@app.command()
+def chat(
+    room: Annotated[str, typer.Argument(help="The room: a streamer's login.")],
+    twitch_id: Annotated[str, typer.Option(help="Your Twitch user ID (dev auth mode).")],
+    login: Annotated[str | None, typer.Option(help="Your login, when registering.")] = None,
+    url: Annotated[str, typer.Option(help="The server's base URL.")] = "http://127.0.0.1:8000",
+    since: Annotated[
+        int | None, typer.Option(help="Replay the room from after this sequence number.")
+    ] = None,
+) -> None:
+    """Chat in a room from the terminal: shows it live and sends what you type."""
+    from streamchat.terminal import run_chat
+
+    raise typer.Exit(code=run_chat(url, room, twitch_id, login, since))
 
 
 def db_label(settings: Settings) -> str:

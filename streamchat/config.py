@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     database_url: str = DEFAULT_DATABASE_URL
     broker_url: str = "memory://"
+    #: Where chat history lives; defaults to the database.
+    store_url: str | None = None
     auth_mode: AuthMode = AuthMode.DEV
     #: Dev auth lets anyone in by ID, so listening beyond loopback must be asked for.
     allow_dev_auth_remote: bool = False
@@ -43,6 +45,20 @@ class Settings(BaseSettings):
     #: Load the bundled sample streamers when the database has none.
     seed_sample_data: bool = True
     log_level: str = "info"
+    #: Twitch-like chat rate limits; ``off`` for benchmarks.
+    rate_limit: bool = True
+    max_subscriptions: int = Field(default=50, ge=1)
+    #: Bytes queued for a client that is not reading before it is disconnected (4008).
+    ws_max_queued_bytes: int = Field(default=1 << 20, ge=1 << 12)
+    #: Largest frame a client may send.
+    ws_max_message_size: int = Field(default=64 << 10, ge=1 << 10)
+    #: The server pings every interval and drops peers silent for the timeout.
+    ws_ping_interval: float = Field(default=20.0, gt=0)
+    ws_ping_timeout: float = Field(default=20.0, gt=0)
+    #: How often open connections' sessions are checked against the database.
+    session_recheck_seconds: float = Field(default=30.0, gt=0)
+    #: permessage-deflate costs CPU per recipient for little gain on short chat lines.
+    ws_compression: bool = False
 
     @field_validator("allowed_origins", mode="before")
     @classmethod
@@ -50,6 +66,10 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
         return value
+
+    @property
+    def chat_store_url(self) -> str:
+        return self.store_url or self.database_url
 
     @property
     def sqlite_path(self) -> Path | None:

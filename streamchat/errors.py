@@ -4,18 +4,24 @@ Every error a client can cause or see is a :class:`StreamchatError` carrying a
 stable machine-readable ``code`` and the HTTP ``status`` it maps to; the
 WebSocket layer sends the same code in an ``error`` frame::
 
-    StreamchatError                 code              HTTP
-    ├── InvalidInput                invalid_input     422
-    ├── NotAuthenticated            not_authenticated 401
-    ├── Forbidden                   forbidden         403
+    StreamchatError                 code                   HTTP
+    ├── InvalidInput                invalid_input          422
+    │   ├── MalformedFrame          malformed_json
+    │   ├── UnknownType             unknown_type
+    │   ├── InvalidFrame            invalid_frame
+    │   └── InvalidText             invalid_text
+    ├── NotAuthenticated            not_authenticated      401
+    ├── Forbidden                   forbidden              403
     │   └── CrossSiteRequest        cross_site_request
-    ├── NotFound                    not_found         404
+    ├── NotFound                    not_found              404
     │   ├── UserNotFound            user_not_found
-    │   └── StreamerNotFound        streamer_not_found
-    ├── Conflict                    conflict          409
+    │   ├── StreamerNotFound        streamer_not_found
+    │   └── UnknownRoom             unknown_room
+    ├── Conflict                    conflict               409
     │   └── LoginTaken              login_taken
-    ├── RateLimited                 rate_limited      429
-    └── Unavailable                 unavailable       503
+    ├── RateLimited                 rate_limited           429
+    │   └── TooManySubscriptions    too_many_subscriptions
+    └── Unavailable                 unavailable            503
 """
 
 from __future__ import annotations
@@ -26,14 +32,20 @@ __all__ = [
     "Conflict",
     "CrossSiteRequest",
     "Forbidden",
+    "InvalidFrame",
     "InvalidInput",
+    "InvalidText",
     "LoginTaken",
+    "MalformedFrame",
     "NotAuthenticated",
     "NotFound",
     "RateLimited",
     "StreamchatError",
     "StreamerNotFound",
+    "TooManySubscriptions",
     "Unavailable",
+    "UnknownRoom",
+    "UnknownType",
     "UserNotFound",
 ]
 
@@ -59,6 +71,26 @@ class StreamchatError(Exception):
 class InvalidInput(StreamchatError):
     code = "invalid_input"
     status = 422
+
+
+class MalformedFrame(InvalidInput):
+    """A WebSocket frame line that is not JSON."""
+
+    code = "malformed_json"
+
+
+class UnknownType(InvalidInput):
+    code = "unknown_type"
+
+
+class InvalidFrame(InvalidInput):
+    """A frame missing a field, or with a field of the wrong shape."""
+
+    code = "invalid_frame"
+
+
+class InvalidText(InvalidInput):
+    code = "invalid_text"
 
 
 class NotAuthenticated(StreamchatError):
@@ -88,6 +120,10 @@ class StreamerNotFound(NotFound):
     code = "streamer_not_found"
 
 
+class UnknownRoom(NotFound):
+    code = "unknown_room"
+
+
 class Conflict(StreamchatError):
     code = "conflict"
     status = 409
@@ -105,3 +141,7 @@ class RateLimited(StreamchatError):
 class Unavailable(StreamchatError):
     code = "unavailable"
     status = 503
+
+
+class TooManySubscriptions(RateLimited):
+    code = "too_many_subscriptions"

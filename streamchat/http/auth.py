@@ -9,6 +9,7 @@ from streamchat.errors import Forbidden, UserNotFound
 from streamchat.http.deps import SESSION_COOKIE, ServicesDep
 from streamchat.http.schemas import LoginIn, UserOut
 from streamchat.http.users import user_out
+from streamchat.store.sessions import session_key
 
 __all__ = ["router"]
 
@@ -45,8 +46,9 @@ async def login(body: LoginIn, services: ServicesDep, response: Response) -> Use
 async def logout(request: Request, services: ServicesDep) -> Response:
     """End the session everywhere and clear the cookie; harmless without one."""
     token = request.cookies.get(SESSION_COOKIE)
-    if token:
-        await services.sessions.revoke(token)
+    if token and await services.sessions.revoke(token):
+        # Its WebSockets close too, on every server process (close code 4001).
+        await services.connections.end_session(session_key(token))
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
     response.delete_cookie(
         SESSION_COOKIE,

@@ -9,11 +9,15 @@ from fastapi import Depends, Request
 
 from streamchat.config import Settings
 from streamchat.errors import NotAuthenticated
+from streamchat.pubsub import PubSub
+from streamchat.rooms.service import RoomService
 from streamchat.store.database import Database
 from streamchat.store.models import User
 from streamchat.store.sessions import SessionStore
 from streamchat.store.streamers import StreamerStore
 from streamchat.store.users import UserStore
+from streamchat.ws.connection import ConnectionLimits
+from streamchat.ws.registry import ConnectionRegistry
 
 __all__ = [
     "SESSION_COOKIE",
@@ -36,6 +40,11 @@ class Services:
     users: UserStore
     sessions: SessionStore
     streamers: StreamerStore
+    pubsub: PubSub
+    rooms: RoomService
+    connections: ConnectionRegistry
+    connection_limits: ConnectionLimits
+    allowed_origins: frozenset[str]
 
 
 def get_services(request: Request) -> Services:

@@ -10,7 +10,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from streamchat.errors import CrossSiteRequest
 from streamchat.http.errors import error_response
 
-__all__ = ["OriginCheckMiddleware"]
+__all__ = ["OriginCheckMiddleware", "is_trusted_origin"]
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
@@ -20,6 +20,21 @@ def _origin_of(url: str) -> str | None:
     if not parts.scheme or not parts.netloc:
         return None
     return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+# A WebSocket handshake is an HTTP request: its page's origin is http(s).
+_HTTP_SCHEME = {"ws": "http", "wss": "https"}
+
+
+def is_trusted_origin(
+    origin: str, *, scheme: str, host: str | None, allowed: frozenset[str] | set[str]
+) -> bool:
+    """Whether a browser page at ``origin`` may act on this server with the user's cookie."""
+    origin = origin.lower().rstrip("/")
+    if origin in allowed:
+        return True
+    own = f"{_HTTP_SCHEME.get(scheme, scheme)}://{host}".lower()
+    return host is not None and origin == own
 
 
 class OriginCheckMiddleware:
@@ -43,14 +58,13 @@ class OriginCheckMiddleware:
         origin = headers.get("origin")
         if origin is None and (referer := headers.get("referer")) is not None:
             origin = _origin_of(referer) or "null"
-        if origin is not None and not self._trusted(origin.lower().rstrip("/"), scope, headers):
+        if origin is not None and not is_trusted_origin(
+            origin,
+            scheme=scope.get("scheme", "http"),
+            host=headers.get("host"),
+            allowed=self.allowed,
+        ):
             error = CrossSiteRequest(f"requests from origin {origin!r} are not allowed")
             await error_response(error)(scope, receive, send)
             return
         await self.app(scope, receive, send)
-
-    def _trusted(self, origin: str, scope: Scope, headers: Headers) -> bool:
-        if origin in self.allowed:
-            return True
-        host = headers.get("host")
-        return host is not None and origin == f"{scope.get('scheme', 'http')}://{host}".lower()

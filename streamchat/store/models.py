@@ -17,7 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "Session", "Streamer", "User", "utcnow"]
+__all__ = ["Base", "RoomPresence", "Session", "Streamer", "User", "utcnow"]
 
 
 def utcnow() -> datetime:
@@ -103,4 +103,21 @@ class Session(Base):
         ForeignKey("users.twitch_id", ondelete="CASCADE"), index=True
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class RoomPresence(Base):
+    """A logged-in user subscribed to a room on one server process (a node).
+
+    Each node refreshes ``expires_at`` of its rows while it lives, so the rows
+    of a node that died stop counting once they expire.
+    """
+
+    __tablename__ = "room_presence"
+
+    room: Mapped[str] = mapped_column(String(25), primary_key=True)
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.twitch_id", ondelete="CASCADE"), primary_key=True
+    )
+    node_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

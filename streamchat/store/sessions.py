@@ -11,10 +11,11 @@ from sqlalchemy import delete, select
 from streamchat.store.database import Database
 from streamchat.store.models import Session, User, utcnow
 
-__all__ = ["SessionStore"]
+__all__ = ["SessionStore", "session_key"]
 
 
-def _hash(token: str) -> str:
+def session_key(token: str) -> str:
+    """The stored key of a session token (its SHA-256, hex)."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -35,7 +36,7 @@ class SessionStore:
             await session.execute(delete(Session).where(Session.expires_at <= now))
             session.add(
                 Session(
-                    token_hash=_hash(token),
+                    token_hash=session_key(token),
                     user_id=user_id,
                     created_at=now,
                     expires_at=now + self._ttl,
@@ -43,19 +44,34 @@ class SessionStore:
             )
         return token
 
+    async def alive(self, keys: list[str]) -> set[str]:
+        """Which of these session keys belong to live sessions."""
+        alive: set[str] = set()
+        async with self._db.session() as session:
+            # Chunks keep each statement well under the databases' parameter limits.
+            for start in range(0, len(keys), 1000):
+                rows = await session.scalars(
+                    select(Session.token_hash).where(
+                        Session.token_hash.in_(keys[start : start + 1000]),
+                        Session.expires_at > utcnow(),
+                    )
+                )
+                alive.update(rows)
+        return alive
+
     async def resolve(self, token: str) -> User | None:
         """The user of a live session, or ``None`` for an unknown or expired token."""
         async with self._db.session() as session:
             return await session.scalar(
                 select(User)
                 .join(Session, Session.user_id == User.twitch_id)
-                .where(Session.token_hash == _hash(token), Session.expires_at > utcnow())
+                .where(Session.token_hash == session_key(token), Session.expires_at > utcnow())
             )
 
     async def revoke(self, token: str) -> bool:
         """End the session; return whether it existed."""
         async with self._db.session() as session:
             result = await session.execute(
-                delete(Session).where(Session.token_hash == _hash(token))
+                delete(Session).where(Session.token_hash == session_key(token))
             )
             return bool(getattr(result, "rowcount", 0))

@@ -7,12 +7,12 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import delete
+from sqlalchemy import delete, text
 
 from streamchat.app import create_app
 from streamchat.config import Settings
 from streamchat.http.deps import SESSION_COOKIE, Services
-from streamchat.store.models import Session, User
+from streamchat.store.models import RoomPresence, Session, User
 
 BASE_URL = "http://testserver"
 
@@ -50,10 +50,14 @@ def app_factory(settings: Settings) -> AppFactory:
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[FastAPI]:
     async with running(settings) as app:
-        # PostgreSQL's database is shared by the session: start from no users.
+        # PostgreSQL's database is shared by the session: start from no users
+        # and no chat history.
         async with services_of(app).db.session() as session:
+            await session.execute(delete(RoomPresence))
             await session.execute(delete(Session))
             await session.execute(delete(User))
+            await session.execute(text("DELETE FROM pubsub_messages"))
+            await session.execute(text("DELETE FROM pubsub_channels"))
         yield app
 
 

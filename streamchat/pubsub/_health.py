@@ -1,0 +1,34 @@
+"""The state of the broker link, as exposed by ``PubSub.health``."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+__all__ = ["Health", "LinkState"]
+
+
+class LinkState(enum.Enum):
+    """Where the broker link is in its life."""
+
+    DISCONNECTED = "disconnected"
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """A snapshot of the broker link.
+
+    ``since`` is the UNIX time the link entered ``state``; ``last_error`` the most recent
+    failure (kept after recovery, for diagnosis); ``reconnects`` counts recoveries.
+    """
+
+    state: LinkState
+    since: float
+    last_error: str | None = None
+    reconnects: int = 0
+
+    @property
+    def connected(self) -> bool:
+        return self.state is LinkState.CONNECTED

@@ -1,0 +1,97 @@
+"""A store in this process's memory: for tests and single-process deployments.
+
+History lives as long as the instance: a new instance (a restarted process) gives every
+channel a new epoch, so positions taken before are recognised as lost.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import time
+from collections import deque
+
+from ..._message import Message
+from .._options import option, pop_options, positive_int
+from ..base import Store
+
+__all__ = ["MemoryStore"]
+
+
+class _Log:
+    __slots__ = ("dedupe", "epoch", "last_seq", "messages")
+
+    def __init__(self) -> None:
+        self.epoch = secrets.token_hex(8)
+        self.last_seq = 0
+        self.messages: deque[tuple[Message, str | None]] = deque()
+        self.dedupe: dict[str, Message] = {}
+
+    def first_seq(self) -> int:
+        return self.messages[0][0].seq if self.messages else self.last_seq + 1
+
+
+class MemoryStore(Store):
+    """``memory://`` (option ``?max_messages=N`` keeps the N newest per channel)."""
+
+    def __init__(self, url: str = "memory://", *, max_messages: int | None = None) -> None:
+        _, options = pop_options(url, {"max_messages"})
+        self.max_messages = positive_int(
+            "max_messages", option(max_messages, options, "max_messages")
+        )
+        self._logs: dict[str, _Log] = {}
+
+    async def connect(self) -> None:
+        pass
+
+    async def disconnect(self) -> None:
+        pass
+
+    def _log(self, channel: str) -> _Log:
+        log = self._logs.get(channel)
+        if log is None:
+            log = self._logs[channel] = _Log()
+        return log
+
+    async def append(
+        self, channel: str, payload: bytes, *, dedupe_key: str | None = None
+    ) -> tuple[Message, bool]:
+        log = self._log(channel)
+        if dedupe_key is not None:
+            original = log.dedupe.get(dedupe_key)
+            if original is not None:
+                return original, False
+        log.last_seq += 1
+        message = Message(channel, log.last_seq, payload, time.time(), log.epoch)
+        log.messages.append((message, dedupe_key))
+        if dedupe_key is not None:
+            log.dedupe[dedupe_key] = message
+        if self.max_messages is not None:
+            while len(log.messages) > self.max_messages:
+                _, key = log.messages.popleft()
+                if key is not None:
+                    del log.dedupe[key]
+        return message, True
+
+    async def read(self, channel: str, *, after: int = 0, limit: int = 100) -> list[Message]:
+        log = self._logs.get(channel)
+        if log is None:
+            return []
+        start = max(0, after + 1 - log.first_seq())
+        return [m for m, _ in itertools.islice(log.messages, start, start + limit)]
+
+    async def history(
+        self, channel: str, *, before: int | None = None, limit: int = 50
+    ) -> list[Message]:
+        log = self._logs.get(channel)
+        if log is None:
+            return []
+        end = len(log.messages)
+        if before is not None:
+            end = min(end, max(0, before - log.first_seq()))
+        start = max(0, end - limit)
+        return [m for m, _ in itertools.islice(log.messages, start, end)]
+
+    async def last(self, channel: str) -> tuple[str, int]:
+        log = self._log(channel)
+        return log.epoch, log.last_seq

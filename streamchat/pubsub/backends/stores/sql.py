@@ -1,0 +1,349 @@
+"""A store in any SQL database SQLAlchemy reaches asynchronously (SQLite, PostgreSQL).
+
+Two tables (prefix ``pubsub_`` by default)::
+
+    pubsub_channels(channel PK, epoch, last_seq)
+    pubsub_messages(channel, seq, payload, created_at, dedupe_key)  PK (channel, seq),
+        unique (channel, dedupe_key) where dedupe_key is not null
+
+A publish increments the channel row's ``last_seq`` and inserts the message in one
+transaction: the row lock serialises publishers of a channel across processes, and a
+rolled-back insert rolls the increment back, so seqs have no gaps. A channel row that is
+created (first use, or after the tables were truncated) gets a new random epoch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import secrets
+import time
+import zlib
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from ..._errors import ConfigurationError, StoreError
+from ..._message import Message
+from .._options import option, positive_int
+from ..base import Store
+
+__all__ = ["SQLStore"]
+
+_DEFAULT_DRIVERS = {
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+}
+_OPTIONS = ("table_prefix", "max_messages")
+_MAX_CHANNEL = 512
+_LAST_MANY_CHUNK = 500
+
+
+def _engine_url(url: str) -> tuple[sa.URL, dict[str, str]]:
+    scheme, sep, rest = url.partition("://")
+    url = f"{_DEFAULT_DRIVERS.get(scheme.lower(), scheme)}{sep}{rest}"
+    try:
+        parsed = sa.make_url(url)
+    except SQLAlchemyError as exc:
+        raise ConfigurationError(f"invalid store URL: {exc}") from exc
+    options = {key: str(parsed.query[key]) for key in _OPTIONS if key in parsed.query}
+    return parsed.difference_update_query(_OPTIONS), options
+
+
+class SQLStore(Store):
+    """``sqlite+aiosqlite:///path.db``, ``postgresql+asyncpg://user@host/db`` and the like.
+
+    Options, as keywords or in the URL's query: ``table_prefix`` (default ``pubsub_``) and
+    ``max_messages`` (keep that many newest messages per channel; default: all).
+    ``postgresql://`` and ``sqlite://`` get their asyncio driver.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        table_prefix: str | None = None,
+        max_messages: int | None = None,
+        engine_options: dict[str, Any] | None = None,
+    ) -> None:
+        engine_url, options = _engine_url(url)
+        prefix = str(option(table_prefix, options, "table_prefix") or "pubsub_")
+        if not prefix.replace("_", "a").isalnum() or not prefix.isascii() or prefix[:1].isdigit():
+            raise ConfigurationError(f"table_prefix must be letters, digits and _, got {prefix!r}")
+        self.table_prefix = prefix
+        self.max_messages = positive_int(
+            "max_messages", option(max_messages, options, "max_messages")
+        )
+        self._dialect = engine_url.get_backend_name()
+        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        kwargs.update(engine_options or {})
+        try:
+            self._engine: AsyncEngine = create_async_engine(engine_url, **kwargs)
+        except (SQLAlchemyError, ImportError) as exc:
+            raise ConfigurationError(
+                f"cannot build a store for {engine_url.render_as_string(hide_password=True)}: {exc}"
+            ) from exc
+        if self._dialect == "sqlite":
+            event.listen(self._engine.sync_engine, "connect", _sqlite_pragmas)
+
+        self._metadata = sa.MetaData()
+        self.channels = sa.Table(
+            f"{prefix}channels",
+            self._metadata,
+            sa.Column("channel", sa.String(_MAX_CHANNEL), primary_key=True),
+            sa.Column("epoch", sa.String(32), nullable=False),
+            sa.Column("last_seq", sa.BigInteger, nullable=False),
+        )
+        self.messages = sa.Table(
+            f"{prefix}messages",
+            self._metadata,
+            sa.Column("channel", sa.String(_MAX_CHANNEL), primary_key=True),
+            sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+            sa.Column("payload", sa.LargeBinary, nullable=False),
+            sa.Column("created_at", sa.Double, nullable=False),
+            sa.Column("dedupe_key", sa.String(255), nullable=True),
+        )
+        not_null = self.messages.c.dedupe_key.is_not(None)
+        sa.Index(
+            f"{prefix}messages_dedupe",
+            self.messages.c.channel,
+            self.messages.c.dedupe_key,
+            unique=True,
+            sqlite_where=not_null,
+            postgresql_where=not_null,
+        )
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
+    @asynccontextmanager
+    async def _errors(self) -> AsyncIterator[None]:
+        try:
+            yield
+        except SQLAlchemyError as exc:
+            raise StoreError(f"{type(exc).__name__}: {exc}") from exc
+        except OSError as exc:
+            raise StoreError(f"database unreachable: {exc}") from exc
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction; SQLite takes its write lock up front (BEGIN IMMEDIATE).
+
+        A deferred SQLite transaction that read first cannot wait for the write lock: it
+        fails with "database is locked" at once when another process wrote meanwhile.
+        """
+        if self._dialect != "sqlite":
+            async with self._engine.begin() as conn:
+                yield conn
+            return
+        async with self._engine.connect() as conn:
+            await conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                await conn.rollback()
+                raise
+            await conn.commit()
+
+    async def connect(self) -> None:
+        """Create the tables and index if missing; safe when several processes start at once."""
+        if self._dialect == "sqlite":
+            await self._use_wal()
+        async with self._errors(), self._write() as conn:
+            if self._dialect == "postgresql":
+                # CREATE ... IF NOT EXISTS still races in PostgreSQL's catalogs; serialise it.
+                key = zlib.crc32(f"streamchat.pubsub:{self.table_prefix}".encode())
+                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+            for table in self._metadata.sorted_tables:
+                await conn.execute(CreateTable(table, if_not_exists=True))
+                for index in table.indexes:
+                    await conn.execute(CreateIndex(index, if_not_exists=True))
+
+    async def _use_wal(self) -> None:
+        """Switch the database file to WAL (persistent), so readers never block the writer.
+
+        Switching needs an exclusive lock and fails at once, without waiting, while another
+        process works on the file (two processes starting on a new file): retry briefly.
+        """
+        for attempt in range(50):
+            try:
+                async with self._engine.connect() as conn:
+                    await conn.exec_driver_sql("PRAGMA journal_mode = WAL")
+                return
+            except OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 49:
+                    raise StoreError(f"cannot switch SQLite to WAL: {exc}") from exc
+                await asyncio.sleep(0.02 + random.random() * 0.05)
+
+    async def disconnect(self) -> None:
+        await self._engine.dispose()
+
+    # -- writing --
+
+    async def append(
+        self, channel: str, payload: bytes, *, dedupe_key: str | None = None
+    ) -> tuple[Message, bool]:
+        messages = self.messages
+        # A retry only happens when the original of a dedupe_key was trimmed in between.
+        for _ in range(3):
+            try:
+                async with self._errors(), self._write() as conn:
+                    epoch, seq = await self._next_seq(conn, channel)
+                    now = time.time()
+                    await conn.execute(
+                        messages.insert().values(
+                            channel=channel,
+                            seq=seq,
+                            payload=payload,
+                            created_at=now,
+                            dedupe_key=dedupe_key,
+                        )
+                    )
+                    if self.max_messages is not None and seq > self.max_messages:
+                        await conn.execute(
+                            messages.delete().where(
+                                messages.c.channel == channel,
+                                messages.c.seq <= seq - self.max_messages,
+                            )
+                        )
+                return Message(channel, seq, payload, now, epoch), True
+            except StoreError as exc:
+                if dedupe_key is None or not isinstance(exc.__cause__, IntegrityError):
+                    raise
+            # The unique index caught a concurrent (or earlier) publish of the same key; the
+            # transaction, and so the seq increment, was rolled back.
+            original = await self._find(channel, dedupe_key)
+            if original is not None:
+                return original, False
+        raise StoreError(f"channel {channel!r}: could not store the message of {dedupe_key!r}")
+
+    def _increment(self) -> sa.Update:
+        channels = self.channels
+        return (
+            channels.update()
+            .values(last_seq=channels.c.last_seq + 1)
+            .returning(channels.c.epoch, channels.c.last_seq)
+        )
+
+    async def _next_seq(self, conn: AsyncConnection, channel: str) -> tuple[str, int]:
+        stmt = self._increment().where(self.channels.c.channel == channel)
+        row = (await conn.execute(stmt)).first()
+        if row is None:
+            await self._create_channel(conn, channel)
+            row = (await conn.execute(stmt)).one()
+        return str(row[0]), int(row[1])
+
+    async def _create_channel(self, conn: AsyncConnection, channel: str) -> None:
+        """Insert the channel row with a new epoch, unless another transaction just did."""
+        messages = self.messages
+        # Start after any message left behind (a channel row deleted on its own), so the
+        # (channel, seq) key never collides.
+        start = sa.select(
+            sa.literal(channel, sa.String),
+            sa.literal(secrets.token_hex(8), sa.String),
+            sa.func.coalesce(sa.func.max(messages.c.seq), 0),
+        ).where(messages.c.channel == channel)
+        columns = ["channel", "epoch", "last_seq"]
+        if self._dialect == "postgresql":
+            from sqlalchemy.dialects import postgresql
+
+            stmt = postgresql.insert(self.channels).from_select(columns, start)
+            await conn.execute(stmt.on_conflict_do_nothing())
+            return
+        if self._dialect == "sqlite":
+            from sqlalchemy.dialects import sqlite
+
+            lite = sqlite.insert(self.channels).from_select(columns, start)
+            await conn.execute(lite.on_conflict_do_nothing())
+            return
+        try:
+            async with conn.begin_nested():
+                await conn.execute(self.channels.insert().from_select(columns, start))
+        except IntegrityError:
+            pass
+
+    # -- reading --
+
+    def _select(self) -> sa.Select[int, bytes, float, str]:
+        messages, channels = self.messages, self.channels
+        return sa.select(
+            messages.c.seq, messages.c.payload, messages.c.created_at, channels.c.epoch
+        ).join(channels, channels.c.channel == messages.c.channel)
+
+    @staticmethod
+    def _message(channel: str, row: sa.Row[int, bytes, float, str]) -> Message:
+        return Message(channel, int(row[0]), bytes(row[1]), float(row[2]), str(row[3]))
+
+    async def _find(self, channel: str, dedupe_key: str) -> Message | None:
+        stmt = self._select().where(
+            self.messages.c.channel == channel, self.messages.c.dedupe_key == dedupe_key
+        )
+        async with self._errors(), self._engine.connect() as conn:
+            row = (await conn.execute(stmt)).first()
+        return None if row is None else self._message(channel, row)
+
+    async def read(self, channel: str, *, after: int = 0, limit: int = 100) -> list[Message]:
+        seq = self.messages.c.seq
+        stmt = (
+            self._select()
+            .where(self.messages.c.channel == channel, seq > after)
+            .order_by(seq)
+            .limit(limit)
+        )
+        async with self._errors(), self._engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [self._message(channel, row) for row in rows]
+
+    async def history(
+        self, channel: str, *, before: int | None = None, limit: int = 50
+    ) -> list[Message]:
+        seq = self.messages.c.seq
+        stmt = self._select().where(self.messages.c.channel == channel)
+        if before is not None:
+            stmt = stmt.where(seq < before)
+        stmt = stmt.order_by(seq.desc()).limit(limit)
+        async with self._errors(), self._engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [self._message(channel, row) for row in reversed(rows)]
+
+    async def last(self, channel: str) -> tuple[str, int]:
+        channels = self.channels
+        stmt = sa.select(channels.c.epoch, channels.c.last_seq).where(channels.c.channel == channel)
+        async with self._errors():
+            async with self._engine.connect() as conn:
+                row = (await conn.execute(stmt)).first()
+            if row is None:
+                # Fix the epoch on first use, so a position taken now stays valid.
+                async with self._write() as conn:
+                    await self._create_channel(conn, channel)
+                    row = (await conn.execute(stmt)).one()
+        return str(row[0]), int(row[1])
+
+    async def last_many(self, channels: Iterable[str]) -> dict[str, tuple[str, int]]:
+        names = list(channels)
+        table = self.channels
+        result: dict[str, tuple[str, int]] = {}
+        async with self._errors(), self._engine.connect() as conn:
+            for i in range(0, len(names), _LAST_MANY_CHUNK):
+                chunk = names[i : i + _LAST_MANY_CHUNK]
+                stmt = sa.select(table.c.channel, table.c.epoch, table.c.last_seq).where(
+                    table.c.channel.in_(chunk)
+                )
+                for row in await conn.execute(stmt):
+                    result[str(row[0])] = (str(row[1]), int(row[2]))
+        return result
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Wait for another process's write lock instead of failing at once.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout = 10000")
+    cursor.close()

@@ -1,0 +1,119 @@
+"""Presence: which logged-in users are subscribed to a room, on every process.
+
+Each process counts its own subscriptions in memory and writes the changes to
+the database in the background, at most once per ``flush_interval``, so a burst
+of subscriptions costs one transaction rather than one each. Its rows carry an
+expiry it keeps pushing forward; a process that dies stops counting once its
+rows expire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import timedelta
+
+from streamchat.protocol import UserRef
+from streamchat.store.presence import PresenceStore
+
+__all__ = ["PresenceTracker"]
+
+log = logging.getLogger("streamchat.rooms")
+
+
+class PresenceTracker:
+    def __init__(
+        self,
+        store: PresenceStore,
+        *,
+        node_id: str | None = None,
+        ttl: float = 30.0,
+        flush_interval: float = 1.0,
+    ) -> None:
+        self.node_id = node_id or str(uuid.uuid4())
+        self._store = store
+        self._ttl = timedelta(seconds=ttl)
+        self._flush_interval = flush_interval
+        # room -> user id -> (user, number of this process's subscriptions)
+        self._local: dict[str, dict[str, tuple[UserRef, int]]] = {}
+        self._joined: set[tuple[str, str]] = set()
+        self._left: set[tuple[str, str]] = set()
+        self._dirty = asyncio.Event()
+
+    def add(self, room: str, user: UserRef) -> bool:
+        """Count a subscription; return whether it is the user's first here."""
+        users = self._local.setdefault(room, {})
+        _, count = users.get(user.id, (user, 0))
+        users[user.id] = (user, count + 1)
+        if count:
+            return False
+        self._left.discard((room, user.id))
+        self._joined.add((room, user.id))
+        self._dirty.set()
+        return True
+
+    def remove(self, room: str, user: UserRef) -> bool:
+        """Count a subscription gone; return whether it was the user's last here."""
+        users = self._local.get(room)
+        if users is None or user.id not in users:
+            return False
+        ref, count = users[user.id]
+        if count > 1:
+            users[user.id] = (ref, count - 1)
+            return False
+        del users[user.id]
+        if not users:
+            del self._local[room]
+        self._joined.discard((room, user.id))
+        self._left.add((room, user.id))
+        self._dirty.set()
+        return True
+
+    async def users(self, room: str) -> list[UserRef]:
+        """Everyone present in ``room``: this process's users, then the others'."""
+        here = {user_id: ref for user_id, (ref, _) in self._local.get(room, {}).items()}
+        for user in await self._store.users(room, exclude_node=self.node_id):
+            here.setdefault(user.twitch_id, UserRef(user.twitch_id, user.login, user.display_name))
+        return list(here.values())
+
+    async def flush(self) -> None:
+        joined, self._joined = self._joined, set()
+        left, self._left = self._left, set()
+        try:
+            await self._store.sync(self.node_id, joined=joined, left=left, ttl=self._ttl)
+        except BaseException:
+            # Keep the changes for the next attempt (unless superseded meanwhile).
+            self._joined |= {key for key in joined if key not in self._left}
+            self._left |= {key for key in left if key not in self._joined}
+            raise
+
+    async def run(self) -> None:
+        """Write changes as they come and refresh the expiry, until cancelled."""
+        refresh = self._ttl.total_seconds() / 3
+        failures = 0
+        while True:
+            try:
+                async with asyncio.timeout(refresh):
+                    await self._dirty.wait()
+            except TimeoutError:
+                pass  # nothing changed: still refresh our rows' expiry
+            self._dirty.clear()
+            try:
+                await self.flush()
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                failures += 1
+                log.exception("presence: writing this node's rows failed (%d)", failures)
+                self._dirty.set()
+                await asyncio.sleep(min(10.0, self._flush_interval * 2**failures))
+                continue
+            await asyncio.sleep(self._flush_interval)
+
+    async def close(self) -> None:
+        try:
+            await self._store.clear_node(self.node_id)
+        except Exception:
+            log.exception("presence: could not remove this node's rows; they will expire")

@@ -1,0 +1,247 @@
+"""The room service: the one place where chat messages are validated, stored and published.
+
+Every step of a chat message's life that is not transport lives here: the room
+must exist, the text must be acceptable, the sender must be logged in and
+within the rate limit; then the message is stored (the pub/sub store assigns
+its sequence number) and only then published and acknowledged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import unicodedata
+import uuid
+from dataclasses import dataclass
+
+import msgspec
+
+from streamchat.errors import InvalidText, NotAuthenticated, RateLimited, UnknownRoom
+from streamchat.protocol import (
+    MAX_HISTORY,
+    MAX_TEXT_LENGTH,
+    ChatMessage,
+    EventFrame,
+    Join,
+    Leave,
+    Subscribed,
+    UserRef,
+    encode,
+    message_frame,
+)
+from streamchat.pubsub import Message, PubSub, PubSubError
+from streamchat.rooms.feeds import Member, RoomFeeds, channel_of
+from streamchat.rooms.presence import PresenceTracker
+from streamchat.rooms.ratelimit import RateLimiter
+from streamchat.store.streamers import StreamerStore
+
+__all__ = ["Posted", "RoomLimits", "RoomService"]
+
+log = logging.getLogger("streamchat.rooms")
+
+_REPLAY_PAGE = 500
+_chat_decoder = msgspec.json.Decoder(ChatMessage)
+
+
+@dataclass(frozen=True, slots=True)
+class RoomLimits:
+    """Twitch's own chat limits: 20 messages per 30 s, 100 for a streamer at home."""
+
+    enabled: bool = True
+    window: float = 30.0
+    messages: int = 20
+    streamer_messages: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    """A stored chat message, as acknowledged to its sender."""
+
+    room: str
+    seq: int
+    message_id: str
+
+
+def _check_text(text: str) -> None:
+    if not text.strip():
+        raise InvalidText("text is empty")
+    if len(text) > MAX_TEXT_LENGTH:
+        raise InvalidText(f"text is longer than {MAX_TEXT_LENGTH} characters")
+    for char in text:
+        # Cc: C0/C1 controls (newlines included); Cs: lone surrogates; Zl/Zp: line breaks.
+        if unicodedata.category(char) in ("Cc", "Cs", "Zl", "Zp"):
+            raise InvalidText(f"text holds a control character (U+{ord(char):04X})")
+
+
+class RoomService:
+    """Rooms are the streamers: a room is named by its streamer's login."""
+
+    def __init__(
+        self,
+        pubsub: PubSub,
+        streamers: StreamerStore,
+        presence: PresenceTracker,
+        *,
+        limits: RoomLimits | None = None,
+    ) -> None:
+        self._pubsub = pubsub
+        self._streamers = streamers
+        self.presence = presence
+        self.feeds = RoomFeeds(pubsub)
+        self._limits = limits or RoomLimits()
+        self._limiter = RateLimiter(window=self._limits.window)
+        # login -> streamer ID; rooms are created with streamers and never renamed here.
+        self._rooms: dict[str, str] = {}
+
+    async def resolve(self, room: str) -> str:
+        """The streamer ID of ``room``; :class:`UnknownRoom` unless it exists."""
+        streamer_id = self._rooms.get(room)
+        if streamer_id is not None:
+            return streamer_id
+        streamer = await self._streamers.find(room)
+        if streamer is None or streamer.login != room:
+            raise UnknownRoom(f"no room {room!r}")
+        self._rooms[room] = streamer.id
+        return streamer.id
+
+    # -- writing ---------------------------------------------------------------------
+
+    async def post(
+        self, user: UserRef | None, room: str, text: str, *, nonce: str | None = None
+    ) -> Posted:
+        """Store a chat message, then publish it; return what the sender is acked with."""
+        if user is None:
+            raise NotAuthenticated("log in to chat")
+        streamer_id = await self.resolve(room)
+        _check_text(text)
+        if self._limits.enabled:
+            allowance = (
+                self._limits.streamer_messages if user.id == streamer_id else self._limits.messages
+            )
+            retry_after = self._limiter.hit((user.id, room), allowance)
+            if retry_after is not None:
+                raise RateLimited(
+                    f"at most {allowance} messages per {self._limits.window:g} s; "
+                    f"retry in {retry_after:.1f} s",
+                    details={"retry_after": round(retry_after, 3)},
+                )
+        message_id = uuid.uuid4().hex
+        body = encode(ChatMessage(message_id, user, text, int(time.time() * 1000)))
+        stored = await self._pubsub.publish(
+            channel_of(room),
+            body,
+            dedupe_key=f"{user.id}:{nonce}" if nonce is not None else None,
+        )
+        if stored.payload != body:
+            # The nonce was seen before: acknowledge the original message again.
+            message_id = _chat_decoder.decode(stored.payload).message_id
+        return Posted(room, stored.seq, message_id)
+
+    async def announce(self, room: str, kind: str, data: dict[str, object]) -> None:
+        """Send an ``event`` to everyone in ``room`` now (not stored, not replayed)."""
+        await self._pubsub.publish(
+            channel_of(room), encode(EventFrame(room, kind, data)), store=False
+        )
+
+    # -- reading ---------------------------------------------------------------------
+
+    async def history(self, room: str, *, before: int | None, limit: int) -> list[bytes]:
+        """Up to ``limit`` (at most 100) message frames before ``before``, oldest first."""
+        await self.resolve(room)
+        messages = await self._pubsub.history(
+            channel_of(room), before=before, limit=min(limit, MAX_HISTORY)
+        )
+        return [_frame(room, m) for m in messages]
+
+    async def read(self, room: str, *, after: int, limit: int) -> list[bytes]:
+        """Up to ``limit`` (at most 100) message frames after ``after``, oldest first."""
+        await self.resolve(room)
+        messages = await self._pubsub.read(
+            channel_of(room), after=after, limit=min(limit, MAX_HISTORY)
+        )
+        return [_frame(room, m) for m in messages]
+
+    async def who(self, room: str) -> list[UserRef]:
+        await self.resolve(room)
+        return await self.presence.users(room)
+
+    # -- membership ------------------------------------------------------------------
+
+    async def subscribe(
+        self,
+        member: Member,
+        room: str,
+        user: UserRef | None,
+        *,
+        since: int | None = None,
+        epoch: str | None = None,
+        request_id: int | str | None = None,
+    ) -> None:
+        """Make ``member`` receive ``room``: the ``subscribed`` reply, any replay, then live.
+
+        Live frames reach the member from the moment it is added; with ``since``
+        they are parked until the replay from the store has caught up.
+        """
+        await self.resolve(room)
+        channel = channel_of(room)
+        # Parked from the start: after `subscribed` with seq N the member sees
+        # exactly N+1, N+2, ... (or the replay first), never a frame before the reply.
+        feed = await self.feeds.add(room, member, parked=True)
+        try:
+            current_epoch, last = await self._pubsub.last(channel)
+            # A position from another epoch, or beyond the end, cannot be continued.
+            start = last if since is None else since
+            valid = since is not None and start <= last and epoch in (None, current_epoch)
+            replay: list[Message] = []
+            if valid and start < last:
+                replay = await self._pubsub.read(channel, after=start, limit=_REPLAY_PAGE)
+            recovered = valid and (start == last or (bool(replay) and replay[0].seq == start + 1))
+            member.deliver(
+                encode(
+                    Subscribed(
+                        id=request_id,
+                        room=room,
+                        seq=last,
+                        epoch=current_epoch,
+                        recovered=recovered,
+                    )
+                )
+            )
+            delivered = start if valid else last
+            while replay:
+                for message in replay:
+                    if message.seq > last:
+                        break
+                    member.deliver(_frame(room, message))
+                    delivered = message.seq
+                if delivered >= last or replay[-1].seq >= last:
+                    break
+                # Let the connection write what it has before reading the next page.
+                await member.drained()
+                replay = await self._pubsub.read(channel, after=delivered, limit=_REPLAY_PAGE)
+            feed.go_live(member, delivered)
+        except BaseException:
+            await self.feeds.discard(room, member)
+            raise
+        if user is not None and self.presence.add(room, user):
+            await self._announce(channel, Join(room, user))
+
+    async def unsubscribe(self, member: Member, room: str, user: UserRef | None) -> None:
+        await self.feeds.discard(room, member)
+        if user is not None and self.presence.remove(room, user):
+            await self._announce(channel_of(room), Leave(room, user))
+
+    async def _announce(self, channel: str, change: Join | Leave) -> None:
+        # Join and leave are courtesy notices (at most once); a broker hiccup
+        # must not fail the subscription that caused them.
+        try:
+            await self._pubsub.publish(channel, encode(change), store=False)
+        except PubSubError as exc:
+            log.warning("could not announce %s on %s: %s", type(change).__name__, channel, exc)
+
+    async def close(self) -> None:
+        await self.feeds.close()
+
+
+def _frame(room: str, message: Message) -> bytes:
+    return message_frame(room, message.seq, message.payload)

@@ -1,0 +1,81 @@
+"""Who is in which room, across every server process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+
+from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from streamchat.store.database import Database
+from streamchat.store.models import RoomPresence, User, utcnow
+
+__all__ = ["PresenceStore"]
+
+
+class PresenceStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def sync(
+        self,
+        node_id: str,
+        *,
+        joined: Iterable[tuple[str, str]],
+        left: Iterable[tuple[str, str]],
+        ttl: timedelta,
+    ) -> None:
+        """Record this node's ``(room, user_id)`` changes and refresh all of its rows."""
+        now = utcnow()
+        joined_rows = [
+            {"room": room, "user_id": user, "node_id": node_id, "expires_at": now + ttl}
+            for room, user in joined
+        ]
+        left_pairs = list(left)
+        dialect = sqlite if self._db.is_sqlite else postgresql
+        async with self._db.session() as session:
+            if left_pairs:
+                await session.execute(
+                    delete(RoomPresence).where(
+                        RoomPresence.node_id == node_id,
+                        or_(
+                            *(
+                                and_(RoomPresence.room == room, RoomPresence.user_id == user)
+                                for room, user in left_pairs
+                            )
+                        ),
+                    )
+                )
+            if joined_rows:
+                stmt = dialect.insert(RoomPresence).values(joined_rows)
+                await session.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["room", "user_id", "node_id"],
+                        set_={"expires_at": stmt.excluded.expires_at},
+                    )
+                )
+            await session.execute(
+                update(RoomPresence)
+                .where(RoomPresence.node_id == node_id)
+                .values(expires_at=now + ttl)
+            )
+            # Rows of nodes that died without cleaning up.
+            await session.execute(delete(RoomPresence).where(RoomPresence.expires_at < now))
+
+    async def users(self, room: str, *, exclude_node: str | None = None) -> list[User]:
+        """The users present in ``room`` on live nodes (other than ``exclude_node``)."""
+        query = (
+            select(User)
+            .join(RoomPresence, RoomPresence.user_id == User.twitch_id)
+            .where(RoomPresence.room == room, RoomPresence.expires_at > utcnow())
+            .distinct()
+        )
+        if exclude_node is not None:
+            query = query.where(RoomPresence.node_id != exclude_node)
+        async with self._db.session() as session:
+            return list(await session.scalars(query))
+
+    async def clear_node(self, node_id: str) -> None:
+        async with self._db.session() as session:
+            await session.execute(delete(RoomPresence).where(RoomPresence.node_id == node_id))

@@ -1,0 +1,1 @@
+"""The WebSocket side: the ``/ws`` endpoint and its connections."""

@@ -1,0 +1,46 @@
+"""``GET /ws``: the room protocol's WebSocket endpoint."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, WebSocket
+
+from streamchat.http.deps import SESSION_COOKIE, Services
+from streamchat.http.origin import is_trusted_origin
+from streamchat.protocol import UserRef
+from streamchat.store.sessions import session_key
+from streamchat.ws.connection import CloseCode, Connection
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+
+@router.websocket("/ws")
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    services: Services = websocket.app.state.services
+    origin = websocket.headers.get("origin")
+    if origin is not None and not is_trusted_origin(
+        origin,
+        scheme=websocket.url.scheme,
+        host=websocket.headers.get("host"),
+        allowed=services.allowed_origins,
+    ):
+        # Before accept: the handshake is refused (HTTP 403), so a foreign page
+        # cannot ride the user's cookie into a chat session.
+        await websocket.close(CloseCode.FORBIDDEN_ORIGIN)
+        return
+    token = websocket.cookies.get(SESSION_COOKIE)
+    user = await services.sessions.resolve(token) if token and len(token) <= 128 else None
+    await websocket.accept()
+    connection = Connection(
+        websocket,
+        services.rooms,
+        user=UserRef(user.twitch_id, user.login, user.display_name) if user else None,
+        session_key=session_key(token) if user and token else None,
+        limits=services.connection_limits,
+    )
+    services.connections.add(connection)
+    try:
+        await connection.serve()
+    finally:
+        services.connections.discard(connection)

@@ -1,0 +1,165 @@
+"""A broker link that breaks is detected, re-established and loses no stored message."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from urllib.parse import urlsplit
+
+import pytest
+
+from streamchat.pubsub import LinkState, PubSub
+from streamchat.pubsub.backends.brokers.memory import MemoryBroker
+
+from ._proxy import TcpProxy
+from .conftest import Combo, MakePubSub, receive, until
+
+
+@pytest.fixture
+async def proxy_factory() -> AsyncIterator[list[TcpProxy]]:
+    proxies: list[TcpProxy] = []
+    yield proxies
+    for proxy in proxies:
+        await proxy.close()
+
+
+async def _proxied(url: str, proxies: list[TcpProxy]) -> tuple[str, TcpProxy]:
+    parts = urlsplit(url)
+    proxy = await TcpProxy(parts.hostname or "127.0.0.1", parts.port or 0).start()
+    proxies.append(proxy)
+    return parts._replace(netloc=f"127.0.0.1:{proxy.port}").geturl(), proxy
+
+
+def _state(ps: PubSub, state: LinkState) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return ps.health.state is state
+
+    return check
+
+
+async def _equals(value: Awaitable[int], expected: int) -> bool:
+    return await value == expected
+
+
+async def test_killed_broker_connection_loses_nothing(
+    combo: Combo,
+    make_pubsub: MakePubSub,
+    channel: str,
+    proxy_factory: list[TcpProxy],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="streamchat.pubsub")
+    broker_url = combo.broker_url
+    proxy: TcpProxy | None = None
+    app = f"pstest-{uuid.uuid4().hex[:12]}"
+    if combo.broker_kind == "nats":
+        # NATS has no admin command to drop one client: cut it at the TCP level instead.
+        broker_url, proxy = await _proxied(broker_url, proxy_factory)
+    elif combo.broker_kind == "postgres":
+        broker_url = f"{broker_url}?application_name={app}"
+    ps = await make_pubsub(broker=broker_url, sweep_interval=None)
+
+    async def kill() -> None:
+        if combo.broker_kind == "memory":
+            assert isinstance(ps.broker, MemoryBroker)
+            ps.broker.sever()
+        elif combo.broker_kind == "redis":
+            from redis.asyncio import Redis
+
+            admin = Redis.from_url(combo.broker_url)
+            try:
+                assert await admin.client_kill_filter(_type="pubsub") >= 1
+            finally:
+                await admin.aclose()
+        elif combo.broker_kind == "postgres":
+            import asyncpg
+
+            conn = await asyncpg.connect(combo.broker_url)
+            try:
+                killed = await conn.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE application_name = $1",
+                    f"{app}/listen",
+                )
+            finally:
+                await conn.close()
+            assert killed == 1
+        else:
+            assert proxy is not None
+            await proxy.sever()
+
+    total = 120
+    async with ps.subscribe(channel) as sub:
+
+        async def publisher() -> None:
+            for i in range(total):
+                await ps.publish(channel, b"%d" % i)
+                await asyncio.sleep(0.002)
+
+        task = asyncio.create_task(publisher())
+        first = await receive(sub, 20)
+        await kill()
+        rest = await receive(sub, total - 20, within=15)
+        await task
+    assert [m.seq for m in first + rest] == list(range(1, total + 1))
+    assert ps.health.state is LinkState.CONNECTED
+    assert ps.health.reconnects >= 1
+    assert ps.health.last_error
+    assert "broker link lost" in caplog.text
+
+
+async def test_health_shows_an_outage_and_publishes_meanwhile_are_recovered(
+    redis_url: str, channel: str, proxy_factory: list[TcpProxy]
+) -> None:
+    url, proxy = await _proxied(redis_url, proxy_factory)
+    async with PubSub(
+        broker=url, store="memory://", reconnect_backoff=(0.02, 0.1), sweep_interval=None
+    ) as ps:
+        assert ps.health.state is LinkState.CONNECTED
+        async with ps.subscribe(channel) as sub:
+            await ps.publish(channel, b"before")
+            assert [m.seq for m in await receive(sub, 1)] == [1]
+            proxy.refusing = True
+            await proxy.sever()
+            await until(_state(ps, LinkState.RECONNECTING), within=5)
+            down = ps.health
+            assert down.last_error
+            assert down.since > 0
+            # Publishing still succeeds once stored, even with the broadcast failing.
+            during = [await ps.publish(channel, b"during %d" % i) for i in range(3)]
+            assert [m.seq for m in during] == [2, 3, 4]
+            await asyncio.sleep(0.3)
+            assert not ps.health.connected
+            proxy.refusing = False
+            received = await receive(sub, 3, within=10)
+            assert received == during
+            up = ps.health
+            assert up.state is LinkState.CONNECTED
+            assert up.reconnects == 1
+    assert ps.health.state.value == "disconnected"
+
+
+async def test_redis_channel_subscribed_once_and_released(redis_url: str, channel: str) -> None:
+    from redis.asyncio import Redis
+
+    admin = Redis.from_url(redis_url)
+
+    async def numsub() -> int:
+        [(_, count)] = await admin.pubsub_numsub(channel)
+        return int(count)
+
+    try:
+        async with PubSub(broker=redis_url, store="memory://") as ps:
+            async with (
+                ps.subscribe(channel),
+                ps.subscribe(channel),
+                ps.subscribe(channel) as third,
+            ):
+                assert await numsub() == 1
+                await ps.publish(channel, b"x")
+                assert len(await receive(third, 1)) == 1
+            await until(lambda: _equals(numsub(), 0), within=5)
+    finally:
+        await admin.aclose()

@@ -1,0 +1,92 @@
+"""A real server on a loopback port, in the test's event loop, and clients for it."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from streamchat.app import create_app
+from streamchat.client import ChatClient, login
+from streamchat.config import Settings
+from streamchat.http.deps import Services
+
+
+@dataclass
+class LiveServer:
+    app: FastAPI
+    url: str
+
+    @property
+    def services(self) -> Services:
+        services: Services = self.app.state.services
+        return services
+
+    async def login(self, twitch_id: str, login_name: str | None = None) -> str:
+        return await login(self.url, twitch_id, login_name)
+
+    def connect(
+        self, session: str | None = None, **kwargs: Any
+    ) -> AbstractAsyncContextManager[ChatClient]:
+        return ChatClient.connect(self.url, session, **kwargs)
+
+
+@asynccontextmanager
+async def live_server(settings: Settings) -> AsyncIterator[LiveServer]:
+    app = create_app(settings)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        ws_max_size=settings.ws_max_message_size,
+        ws_ping_interval=settings.ws_ping_interval,
+        ws_ping_timeout=settings.ws_ping_timeout,
+        ws_per_message_deflate=settings.ws_compression,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        yield LiveServer(app, f"http://127.0.0.1:{port}")
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 15)
+        sock.close()
+
+
+ServerFactory = Callable[..., AbstractAsyncContextManager[LiveServer]]
+
+
+@pytest.fixture
+def chat_settings(tmp_path: Any) -> Settings:
+    return Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}")
+
+
+@pytest.fixture
+def server_factory(chat_settings: Settings) -> ServerFactory:
+    def factory(**overrides: Any) -> AbstractAsyncContextManager[LiveServer]:
+        return live_server(chat_settings.model_copy(update=overrides))
+
+    return factory
+
+
+@pytest.fixture
+async def server(chat_settings: Settings) -> AsyncIterator[LiveServer]:
+    async with live_server(chat_settings) as server:
+        yield server
+
+
+ROOM = "pixelpaladin"
+OTHER_ROOM = "lunatidestv"
