@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from streamchat import __version__
 from streamchat.config import Settings
-from streamchat.http import auth, health, rooms, streamers, users
+from streamchat.http import admin, auth, health, rooms, streamers, users
 from streamchat.http.deps import Services
 from streamchat.http.errors import install_error_handlers
 from streamchat.http.origin import OriginCheckMiddleware
@@ -132,6 +132,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(OriginCheckMiddleware, allowed_origins=settings.allowed_origins)
     install_error_handlers(app)
-    for module in (health, auth, users, streamers, rooms, endpoint):
+    for module in (health, auth, users, streamers, rooms, admin, endpoint):
         app.include_router(module.router)
     return app
