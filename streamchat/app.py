@@ -77,7 +77,18 @@ async def _running(settings: Settings) -> AsyncIterator[Services]:
             written = await streamer_store.upsert(sample_streamer_rows())
             log.info("loaded %d sample streamers into an empty database", written)
 
-        pubsub = PubSub(broker=settings.broker_url, store=settings.chat_store_url)
+        store_url = settings.chat_store_url
+        if not settings.broker_url.startswith("memory:") and store_url.startswith(
+            ("memory:", "sqlite")
+        ):
+            # Each process would number the room's messages on its own.
+            log.warning(
+                "broker %s joins several processes, but the chat store (%s) is not shared "
+                "between machines: use PostgreSQL for STREAMCHAT_STORE_URL/DATABASE_URL",
+                settings.broker_url.split("://", 1)[0],
+                store_url.split("://", 1)[0],
+            )
+        pubsub = PubSub(broker=settings.broker_url, store=store_url)
         await pubsub.connect()
         stack.push_async_callback(pubsub.disconnect)
 

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
 from streamchat.app import create_app
 from streamchat.client import ChatClient, login
@@ -90,3 +92,17 @@ async def server(chat_settings: Settings) -> AsyncIterator[LiveServer]:
 
 ROOM = "pixelpaladin"
 OTHER_ROOM = "lunatidestv"
+
+
+def ws_url(server: LiveServer) -> str:
+    return server.url.replace("http", "ws", 1) + "/ws"
+
+
+async def close_code(ws: ClientConnection, wait: float = 20.0) -> int | None:
+    """Read until the server closes; return the code it closed with."""
+    async with asyncio.timeout(wait):
+        try:
+            while True:
+                await ws.recv()
+        except ConnectionClosed as closed:
+            return closed.rcvd.code if closed.rcvd else None

@@ -12,7 +12,7 @@ from websockets.asyncio.client import connect
 
 from streamchat.client import ChatClient, ChatError, Message
 from streamchat.protocol import Join, Leave, Pong, UserRef
-from tests.ws.conftest import OTHER_ROOM, ROOM, LiveServer
+from tests.ws.conftest import OTHER_ROOM, ROOM, LiveServer, ws_url
 
 
 async def next_message(chat: ChatClient, wait: float = 5.0) -> Message:
@@ -162,7 +162,7 @@ async def test_history_is_capped_at_100(server_factory: object) -> None:
 async def test_ping(server: LiveServer) -> None:
     async with server.connect() as chat:
         assert isinstance(await chat.ping(), Pong)
-    async with connect(server.url.replace("http", "ws") + "/ws") as ws:
+    async with connect(ws_url(server)) as ws:
         await ws.send('{"type":"ping","id":"abc"}')
         assert await ws.recv() == '{"type":"pong","id":"abc"}'
         await ws.send('{"type":"ping"}')
@@ -170,7 +170,7 @@ async def test_ping(server: LiveServer) -> None:
 
 
 async def test_several_objects_in_one_frame(server: LiveServer) -> None:
-    async with connect(server.url.replace("http", "ws") + "/ws") as ws:
+    async with connect(ws_url(server)) as ws:
         await ws.send(
             '{"type":"ping","id":1}\n{"type":"subscribe","id":2,"room":"pixelpaladin"}\n\n'
             '{"type":"ping","id":3}'
@@ -188,7 +188,7 @@ async def test_several_objects_in_one_frame(server: LiveServer) -> None:
 
 
 async def test_writes_are_coalesced_under_load(server: LiveServer) -> None:
-    async with connect(server.url.replace("http", "ws") + "/ws") as ws:
+    async with connect(ws_url(server)) as ws:
         await ws.send('{"type":"subscribe","id":1,"room":"pixelpaladin"}')
         await ws.recv()
         # Events skip the store, so a burst reaches the connection faster than it writes.

@@ -8,30 +8,19 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from sqlalchemy import update
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.asyncio.client import connect
 
 from streamchat.client import ChatClient, logout
 from streamchat.protocol import EventFrame
 from streamchat.store.models import Session, utcnow
 from streamchat.store.sessions import session_key
-from tests.ws.conftest import ROOM, LiveServer, ServerFactory
+from tests.ws.conftest import ROOM, LiveServer, ServerFactory, close_code
 
 
 async def wait_for(predicate: Callable[[], bool], wait: float = 5.0) -> None:
     async with asyncio.timeout(wait):
         while not predicate():  # noqa: ASYNC110 (polling server state from outside)
             await asyncio.sleep(0.02)
-
-
-async def close_code(ws: ClientConnection) -> int | None:
-    """Read until the server closes; return the code it closed with."""
-    async with asyncio.timeout(20):
-        try:
-            while True:
-                await ws.recv()
-        except ConnectionClosed as closed:
-            return closed.rcvd.code if closed.rcvd else None
 
 
 async def test_logout_closes_that_sessions_sockets_with_4001(server: LiveServer) -> None:

@@ -8,14 +8,9 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
 
 from streamchat.client import ChatError
-from tests.ws.conftest import ROOM, LiveServer, ServerFactory
-
-
-def ws_url(server: LiveServer) -> str:
-    return server.url.replace("http", "ws", 1) + "/ws"
+from tests.ws.conftest import ROOM, LiveServer, ServerFactory, close_code, ws_url
 
 
 async def replies(ws: ClientConnection, count: int) -> list[dict[str, Any]]:
@@ -25,16 +20,6 @@ async def replies(ws: ClientConnection, count: int) -> list[dict[str, Any]]:
             frame = await ws.recv()
             out.extend(json.loads(line) for line in str(frame).split("\n"))
     return out
-
-
-async def close_code(ws: ClientConnection) -> int | None:
-    """Read until the server closes; return the code it closed with."""
-    async with asyncio.timeout(5):
-        try:
-            while True:
-                await ws.recv()
-        except ConnectionClosed as closed:
-            return closed.rcvd.code if closed.rcvd else None
 
 
 @pytest.mark.parametrize(
