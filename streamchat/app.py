@@ -96,7 +96,11 @@ async def _running(settings: Settings) -> AsyncIterator[Services]:
         presence = PresenceTracker(PresenceStore(db))
         stack.push_async_callback(presence.close)
         room_service = RoomService(
-            pubsub, streamer_store, presence, limits=RoomLimits(enabled=settings.rate_limit)
+            pubsub,
+            streamer_store,
+            presence,
+            limits=RoomLimits(enabled=settings.rate_limit),
+            flush_interval=settings.ws_flush_interval,
         )
         stack.push_async_callback(room_service.close)
         connections = ConnectionRegistry(

@@ -100,6 +100,7 @@ def serve(
     import uvicorn
 
     from streamchat.app import create_app
+    from streamchat.ws.transport import PROTOCOL_CLASS
 
     settings = _settings(
         host=host,
@@ -127,6 +128,7 @@ def serve(
         )
     uvicorn.run(
         create_app(settings),
+        ws=PROTOCOL_CLASS,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),

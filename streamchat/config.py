@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     #: The server pings every interval and drops peers silent for the timeout.
     ws_ping_interval: float = Field(default=20.0, gt=0)
     ws_ping_timeout: float = Field(default=20.0, gt=0)
+    #: Room traffic is written to each connection at most this often (seconds):
+    #: the larger, the fewer socket writes under load, the more latency.
+    ws_flush_interval: float = Field(default=0.005, ge=0, le=1)
     #: How often open connections' sessions are checked against the database.
     session_recheck_seconds: float = Field(default=30.0, gt=0)
     #: permessage-deflate costs CPU per recipient for little gain on short chat lines.

@@ -1,11 +1,17 @@
 """The per-process fan-out: one pub/sub subscription per room, many local members.
 
 A :class:`RoomFeed` holds this process's single subscription to a room's
-channel. Each message is turned into its wire frame once, then handed to every
-member (a WebSocket connection) as the same bytes. A member that is still
-replaying history after ``subscribe since`` gets live frames parked in its own
-bounded buffer until the replay has caught up, so it sees no gap and no
-duplicate.
+channel. Each message becomes its wire frame once; frames that arrive close
+together are gathered into one :class:`Batch`, and every member of the room
+(a WebSocket connection) is handed that same batch, so the work per member is
+one hand-over, whatever the number of messages. The :class:`FlushScheduler`
+hands batches out at the next turn of the event loop, and not more often than
+once per ``interval``: under load each member gets one write per interval
+instead of one per message.
+
+A member still replaying history after ``subscribe since`` gets live frames
+parked in its own bounded buffer until the replay has caught up, so it sees
+no gap and no duplicate.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from typing import Protocol
 from streamchat.protocol import message_frame
 from streamchat.pubsub import Lagged, Message, PubSub
 
-__all__ = ["Member", "RoomFeed", "RoomFeeds", "channel_of"]
+__all__ = ["Batch", "FlushScheduler", "Member", "RoomFeed", "RoomFeeds", "channel_of"]
 
 log = logging.getLogger("streamchat.rooms")
 
@@ -31,17 +37,89 @@ def channel_of(room: str) -> str:
     return f"room:{room}"
 
 
+class Batch:
+    """Frames of one room handed to all its members at once.
+
+    ``framed`` is left to the transport: the first member that needs the batch
+    as a WebSocket frame builds it there, the others reuse it.
+    """
+
+    __slots__ = ("_payload", "framed", "frames", "size")
+
+    def __init__(self, frames: list[bytes]) -> None:
+        self.frames = frames
+        self.size = sum(map(len, frames))
+        self._payload: bytes | None = None
+        self.framed: bytes | None = None
+
+    @property
+    def payload(self) -> bytes:
+        """The frames as one ``\\n``-separated text."""
+        if self._payload is None:
+            self._payload = b"\n".join(self.frames)
+        return self._payload
+
+
 class Member(Protocol):
-    """What a feed needs of a subscriber: a non-blocking way to hand it frames."""
+    """What a feed needs of a subscriber: non-blocking ways to hand it frames."""
 
     def deliver(self, frame: bytes) -> None:
-        """Queue ``frame`` for sending; never blocks, never raises."""
+        """Queue one frame for this member only; never blocks, never raises."""
+
+    def deliver_batch(self, batch: Batch) -> None:
+        """Queue a batch shared by the room's members; never blocks, never raises."""
 
     def overflow(self) -> None:
         """The member could not keep up; it must go (and resubscribe with ``since``)."""
 
     async def drained(self) -> None:
         """Return once the member has written out most of what it was handed."""
+
+
+class FlushScheduler:
+    """Hands out the feeds' batches soon, but not more often than the work allows.
+
+    A flush runs at the next turn of the event loop, at least ``interval``
+    seconds after the previous one, and at least as long after it as that one
+    took. Under light load messages go out at once; under heavy load batches
+    grow instead of writes multiplying, and flushing never takes more than
+    about half of the process's time.
+    """
+
+    def __init__(self, interval: float = 0.005) -> None:
+        self.interval = interval
+        self._dirty: dict[RoomFeed, None] = {}
+        self._handle: asyncio.Handle | None = None
+        self._next = 0.0
+
+    def request(self, feed: RoomFeed) -> None:
+        self._dirty[feed] = None
+        if self._handle is None:
+            loop = asyncio.get_running_loop()
+            delay = self._next - loop.time()
+            if delay > 0:
+                self._handle = loop.call_later(delay, self._run)
+            else:
+                self._handle = loop.call_soon(self._run)
+
+    def _run(self) -> None:
+        self._handle = None
+        clock = asyncio.get_running_loop().time
+        started = clock()
+        dirty, self._dirty = self._dirty, {}
+        for feed in dirty:
+            try:
+                feed.flush()
+            except Exception:
+                log.exception("room %s: flushing a batch failed", feed.room)
+        finished = clock()
+        self._next = finished + max(self.interval, finished - started)
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self._dirty.clear()
 
 
 class _Parked:
@@ -56,42 +134,61 @@ class _Parked:
 class RoomFeed:
     """This process's subscription to one room, fanned out to its local members."""
 
-    def __init__(self, pubsub: PubSub, room: str) -> None:
+    def __init__(self, pubsub: PubSub, room: str, scheduler: FlushScheduler) -> None:
         self.room = room
         self.channel = channel_of(room)
         self._pubsub = pubsub
-        self._members: dict[Member, _Parked | None] = {}
+        self._scheduler = scheduler
+        self._live: dict[Member, None] = {}
+        self._parked: dict[Member, _Parked] = {}
+        self._pending: list[bytes] = []
         self._ready = asyncio.Event()
         self._epoch = ""
         self._last_seq = 0
         self._task = asyncio.create_task(self._run(), name=f"room-feed:{room}")
 
     def __len__(self) -> int:
-        return len(self._members)
+        return len(self._live) + len(self._parked)
 
     @property
     def members(self) -> list[Member]:
-        return list(self._members)
+        return [*self._live, *self._parked]
 
     async def ready(self) -> None:
         """Wait until the broker subscription is live."""
         await self._ready.wait()
 
     def add(self, member: Member, *, parked: bool) -> None:
-        self._members[member] = _Parked() if parked else None
+        if parked:
+            self._parked[member] = _Parked()
+        else:
+            self._live[member] = None
 
     def discard(self, member: Member) -> None:
-        self._members.pop(member, None)
+        self._live.pop(member, None)
+        self._parked.pop(member, None)
 
     def go_live(self, member: Member, after_seq: int) -> None:
         """End ``member``'s replay at ``after_seq``: send what was parked beyond it."""
-        parked = self._members.get(member)
+        parked = self._parked.pop(member, None)
         if parked is None:
             return
+        # Frames dispatched but not yet flushed are in the member's parked list
+        # already: hand the batch to the others first, then join them.
+        self.flush()
         for seq, frame in parked.frames:
             if seq == 0 or seq > after_seq:
                 member.deliver(frame)
-        self._members[member] = None
+        self._live[member] = None
+
+    def flush(self) -> None:
+        """Hand the frames gathered since the last flush to every live member."""
+        if not self._pending:
+            return
+        batch = Batch(self._pending)
+        self._pending = []
+        for member in self._live:
+            member.deliver_batch(batch)
 
     def _dispatch(self, message: Message) -> None:
         if message.stored:
@@ -101,10 +198,11 @@ class RoomFeed:
             frame = message_frame(self.room, message.seq, message.payload)
         else:
             frame = message.payload  # ephemeral payloads are complete frames
-        for member, parked in self._members.items():
-            if parked is None:
-                member.deliver(frame)
-            elif len(parked.frames) < MAX_PARKED:
+        if self._live:
+            self._pending.append(frame)
+            self._scheduler.request(self)
+        for member, parked in self._parked.items():
+            if len(parked.frames) < MAX_PARKED:
                 parked.frames.append((message.seq, frame))
             else:
                 member.overflow()
@@ -142,9 +240,12 @@ class RoomFeed:
 class RoomFeeds:
     """The feeds of this process, created on first member and closed after the last."""
 
-    def __init__(self, pubsub: PubSub, *, ready_timeout: float = 10.0) -> None:
+    def __init__(
+        self, pubsub: PubSub, *, flush_interval: float = 0.005, ready_timeout: float = 10.0
+    ) -> None:
         self._pubsub = pubsub
         self._feeds: dict[str, RoomFeed] = {}
+        self._scheduler = FlushScheduler(flush_interval)
         self._ready_timeout = ready_timeout
 
     def get(self, room: str) -> RoomFeed | None:
@@ -154,7 +255,7 @@ class RoomFeeds:
         """Make ``member`` a member of ``room``'s feed, starting the feed if needed."""
         feed = self._feeds.get(room)
         if feed is None:
-            feed = self._feeds[room] = RoomFeed(self._pubsub, room)
+            feed = self._feeds[room] = RoomFeed(self._pubsub, room, self._scheduler)
         feed.add(member, parked=parked)
         try:
             async with asyncio.timeout(self._ready_timeout):
@@ -174,6 +275,7 @@ class RoomFeeds:
             await feed.close()
 
     async def close(self) -> None:
+        self._scheduler.cancel()
         feeds, self._feeds = list(self._feeds.values()), {}
         for feed in feeds:
             await feed.close()

@@ -83,11 +83,12 @@ class RoomService:
         presence: PresenceTracker,
         *,
         limits: RoomLimits | None = None,
+        flush_interval: float = 0.005,
     ) -> None:
         self._pubsub = pubsub
         self._streamers = streamers
         self.presence = presence
-        self.feeds = RoomFeeds(pubsub)
+        self.feeds = RoomFeeds(pubsub, flush_interval=flush_interval)
         self._limits = limits or RoomLimits()
         self._limiter = RateLimiter(window=self._limits.window)
         # login -> streamer ID; rooms are created with streamers and never renamed here.

@@ -1,16 +1,22 @@
 """One client's WebSocket: decode requests, answer them, write what rooms hand it.
 
-Outgoing frames go through a bounded outbox: rooms append encoded frames
-without waiting, and a single writer task sends everything that is waiting as
-one WebSocket frame (objects separated by ``\\n``). A client that stops reading
-lets its outbox grow until ``max_queued_bytes``; then it is disconnected with
-close code 4008, so it costs bounded memory and never slows anyone else.
+Output takes two roads to the socket. Room traffic arrives as batches that
+every member of the room shares: a connection with nothing else waiting writes
+the batch's one ready-made frame straight to its socket, so a room fans out at
+the cost of one socket write per member. Everything else (replies, errors, a
+replay, or room traffic while the socket is backed up) waits in the
+connection's own outbox, which is written as one frame of ``\n``-separated
+objects at the next turn of the event loop.
+
+Both roads are bounded: when what waits for a client (in the outbox and in
+the socket's buffer) passes ``max_queued_bytes`` the client is too slow, and
+it is disconnected with close code 4008 rather than cost unbounded memory or
+slow anyone else.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import time
@@ -43,14 +49,13 @@ from streamchat.protocol import (
     error_frame,
 )
 from streamchat.pubsub import PubSubError
+from streamchat.rooms.feeds import Batch
 from streamchat.rooms.service import RoomService
+from streamchat.ws.transport import DirectWire, text_frame
 
 __all__ = ["CloseCode", "Connection", "ConnectionLimits"]
 
 log = logging.getLogger("streamchat.ws")
-
-#: Seconds to wait for a closing frame to be taken by the socket.
-_CLOSE_TIMEOUT = 10.0
 
 
 class CloseCode(enum.IntEnum):
@@ -79,6 +84,7 @@ class Connection:
     def __init__(
         self,
         websocket: WebSocket,
+        wire: DirectWire,
         rooms: RoomService,
         *,
         user: UserRef | None,
@@ -88,18 +94,17 @@ class Connection:
         self.user = user
         self.session_key = session_key
         self._ws = websocket
+        self._wire = wire
         self._rooms = rooms
         self._limits = limits
         self._subscribed: set[str] = set()
-        self._outbox: deque[bytes] = deque()
+        self._outbox: list[bytes] = []
         self._queued = 0
-        self._wake = asyncio.Event()
-        self._drained = asyncio.Event()
-        self._drained.set()
+        self._flush_scheduled = False
+        self._drained: asyncio.Event | None = None
         self._errors: deque[float] = deque()
         self._closing: tuple[int, str] | None = None
-        self._writer: asyncio.Task[None] | None = None
-        self._receiving: asyncio.Future[Any] | None = None
+        wire.on_writable(self._schedule_flush)
 
     @property
     def rooms(self) -> frozenset[str]:
@@ -112,18 +117,43 @@ class Connection:
             return
         self._outbox.append(frame)
         self._queued += len(frame)
-        if self._queued > self._limits.max_queued_bytes:
+        if self._queued + self._wire.buffered > self._limits.max_queued_bytes:
             self.overflow()
             return
-        self._wake.set()
+        self._schedule_flush()
+
+    def deliver_batch(self, batch: Batch) -> None:
+        if self._closing is not None:
+            return
+        wire = self._wire
+        if not self._outbox:
+            framed = batch.framed
+            if framed is None:
+                framed = batch.framed = text_frame(batch.payload)
+            buffered = wire.offer(framed)
+            if buffered > self._limits.max_queued_bytes:
+                self.overflow()
+            if buffered >= 0:
+                return
+        # Behind other output, or the socket is backed up: queue, in order.
+        self._outbox.extend(batch.frames)
+        self._queued += batch.size
+        if self._queued + wire.buffered > self._limits.max_queued_bytes:
+            self.overflow()
+            return
+        self._schedule_flush()
 
     def overflow(self) -> None:
         self.close(CloseCode.TOO_SLOW, "too slow: the outgoing queue overflowed")
 
     async def drained(self) -> None:
-        if self._queued > self._limits.max_queued_bytes // 4:
-            self._drained.clear()
+        while self._closing is None and self._backlog > self._limits.max_queued_bytes // 4:
+            self._drained = self._drained or asyncio.Event()
             await self._drained.wait()
+
+    @property
+    def _backlog(self) -> int:
+        return self._queued + self._wire.buffered
 
     def close(self, code: int, reason: str) -> None:
         """Close the connection now; frames still queued are dropped."""
@@ -132,66 +162,53 @@ class Connection:
         self._closing = (code, reason)
         self._outbox.clear()
         self._queued = 0
-        self._drained.set()
-        # The writer may be stuck sending to a client that does not read, and the
-        # reader waiting for one that does not write: stop both, serve() closes.
-        if self._writer is not None:
-            self._writer.cancel()
-        if self._receiving is not None:
-            self._receiving.cancel()
+        if self._drained is not None:
+            self._drained.set()
+        # The close frame goes after what the socket already holds; a peer that
+        # never reads it is cut off after a timeout. The reader then sees the end.
+        self._wire.abort(code, reason)
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Write the outbox as few frames, if the socket takes them."""
+        self._flush_scheduled = False
+        wire = self._wire
+        if self._closing is not None or not self._outbox or not wire.writable:
+            return  # a backed-up socket calls _schedule_flush when it drains
+        outbox, self._outbox = self._outbox, []
+        self._queued = 0
+        max_frame = self._limits.max_frame_bytes
+        start, size = 0, 0
+        for index, frame in enumerate(outbox):
+            if size and size + len(frame) > max_frame:
+                wire.write(text_frame(b"\n".join(outbox[start:index])))
+                start, size = index, 0
+            size += len(frame) + 1
+        wire.write(text_frame(b"\n".join(outbox[start:])))
+        if wire.buffered > self._limits.max_queued_bytes:
+            self.overflow()
+        elif self._drained is not None and self._backlog <= self._limits.max_queued_bytes // 4:
+            self._drained.set()
 
     # -- running -------------------------------------------------------------------------
 
     async def serve(self) -> None:
         """Run until the client goes or the connection is closed."""
-        self._writer = asyncio.create_task(self._write(), name="ws-writer")
         try:
             await self._read()
         finally:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
+            self._closing = self._closing or (CloseCode.NORMAL, "")
+            self._wire.on_writable(None)
             await self._leave_all()
-        if self._closing is not None:
-            code, reason = self._closing
-            # The close frame waits for the socket to take it, which a frozen
-            # client may never allow; then the server gives up on the peer.
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(_CLOSE_TIMEOUT):
-                    await self._ws.close(code, reason)
-
-    async def _write(self) -> None:
-        send = self._ws.send
-        max_frame = self._limits.max_frame_bytes
-        outbox = self._outbox
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while outbox and self._closing is None:
-                batch = [outbox.popleft()]
-                size = len(batch[0])
-                while outbox and size + len(outbox[0]) < max_frame:
-                    frame = outbox.popleft()
-                    size += len(frame)
-                    batch.append(frame)
-                self._queued -= size
-                await send({"type": "websocket.send", "text": b"\n".join(batch).decode()})
-            if self._queued <= self._limits.max_queued_bytes // 4:
-                self._drained.set()
 
     async def _read(self) -> None:
         receive = self._ws.receive
         while self._closing is None:
-            self._receiving = asyncio.ensure_future(receive())
-            try:
-                message = await self._receiving
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if (task is not None and task.cancelling()) or self._closing is None:
-                    raise
-                return  # close() interrupted the wait
-            finally:
-                self._receiving = None
+            message = await receive()
             kind = message["type"]
             if kind == "websocket.disconnect":
                 return

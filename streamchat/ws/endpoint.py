@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, WebSocket
 
 from streamchat.http.deps import SESSION_COOKIE, Services
@@ -9,8 +11,11 @@ from streamchat.http.origin import is_trusted_origin
 from streamchat.protocol import UserRef
 from streamchat.store.sessions import session_key
 from streamchat.ws.connection import CloseCode, Connection
+from streamchat.ws.transport import PROTOCOL_CLASS, WIRE_EXTENSION, DirectWire
 
 __all__ = ["router"]
+
+log = logging.getLogger("streamchat.ws")
 
 router = APIRouter()
 
@@ -29,11 +34,21 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         # cannot ride the user's cookie into a chat session.
         await websocket.close(CloseCode.FORBIDDEN_ORIGIN)
         return
+    wire = websocket.scope.get("extensions", {}).get(WIRE_EXTENSION)
+    if not isinstance(wire, DirectWire):
+        log.error(
+            "refusing a WebSocket: the server must run streamchat's WebSocket protocol "
+            "(streamchat serve, or uvicorn --ws %s)",
+            PROTOCOL_CLASS,
+        )
+        await websocket.close(1011)
+        return
     token = websocket.cookies.get(SESSION_COOKIE)
     user = await services.sessions.resolve(token) if token and len(token) <= 128 else None
     await websocket.accept()
     connection = Connection(
         websocket,
+        wire,
         services.rooms,
         user=UserRef(user.twitch_id, user.login, user.display_name) if user else None,
         session_key=session_key(token) if user and token else None,

@@ -19,6 +19,7 @@ from streamchat.app import create_app
 from streamchat.client import ChatClient, login
 from streamchat.config import Settings
 from streamchat.http.deps import Services
+from streamchat.ws.transport import PROTOCOL_CLASS
 
 
 @dataclass
@@ -48,6 +49,7 @@ async def live_server(settings: Settings) -> AsyncIterator[LiveServer]:
     port = sock.getsockname()[1]
     config = uvicorn.Config(
         app,
+        ws=PROTOCOL_CLASS,
         log_level="warning",
         ws_max_size=settings.ws_max_message_size,
         ws_ping_interval=settings.ws_ping_interval,

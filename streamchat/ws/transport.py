@@ -1,0 +1,132 @@
+"""A direct line from a connection to its socket, for the fan-out hot path.
+
+ASGI sends each frame through the whole middleware chain and one ``await``
+per connection; fanning a room out to thousands of connections that way costs
+more than everything else together. uvicorn lets the server choose its
+WebSocket protocol class, so streamchat runs its own subclass of uvicorn's
+sans-I/O protocol (``uvicorn --ws streamchat.ws.transport:StreamchatWebSocketProtocol``,
+set by ``streamchat serve``). It is the stock protocol plus one ASGI scope
+extension, ``"streamchat.wire"``: a :class:`DirectWire` that writes
+ready-made text frames straight to the transport. The handshake, reading,
+pings and closing stay uvicorn's and websockets'.
+
+Without the extension (another server, another protocol class) connections
+fall back to plain ASGI ``send``.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.http11 import Request
+
+__all__ = [
+    "PROTOCOL_CLASS",
+    "WIRE_EXTENSION",
+    "DirectWire",
+    "StreamchatWebSocketProtocol",
+    "text_frame",
+]
+
+WIRE_EXTENSION = "streamchat.wire"
+#: What to pass uvicorn as ``ws``.
+PROTOCOL_CLASS = "streamchat.ws.transport:StreamchatWebSocketProtocol"
+
+
+def text_frame(payload: bytes) -> bytes:
+    """One unfragmented, unmasked WebSocket text frame (RFC 6455 §5.2) holding ``payload``."""
+    size = len(payload)
+    if size < 126:
+        return struct.pack("!BB", 0x81, size) + payload
+    if size < 1 << 16:
+        return struct.pack("!BBH", 0x81, 126, size) + payload
+    return struct.pack("!BBQ", 0x81, 127, size) + payload
+
+
+class DirectWire:
+    """Write access to one WebSocket's transport, shared with uvicorn's protocol."""
+
+    __slots__ = ("_on_writable", "_protocol")
+
+    def __init__(self, protocol: StreamchatWebSocketProtocol) -> None:
+        self._protocol = protocol
+        self._on_writable: Callable[[], None] | None = None
+
+    @property
+    def open(self) -> bool:
+        protocol = self._protocol
+        return not (protocol.close_sent or protocol.disconnected)
+
+    @property
+    def writable(self) -> bool:
+        """False while the socket's buffer is over its high-water mark."""
+        return self._protocol.writable.is_set() and self.open
+
+    @property
+    def buffered(self) -> int:
+        """Bytes written but not yet taken by the kernel."""
+        return self._protocol.transport.get_write_buffer_size()
+
+    def write(self, frame: bytes) -> None:
+        """Queue a complete frame (see :func:`text_frame`) on the socket."""
+        if self.open:
+            self._protocol.transport.write(frame)
+
+    def offer(self, frame: bytes) -> int:
+        """Write ``frame`` if the socket is open and not backed up.
+
+        Returns the bytes then waiting in the socket's buffer, or -1 when the
+        frame was not written. This is the fan-out's inner loop, hence one call.
+        """
+        protocol = self._protocol
+        if protocol.close_sent or protocol.disconnected or not protocol.writable.is_set():
+            return -1
+        transport = protocol.transport
+        transport.write(frame)
+        return transport.get_write_buffer_size()
+
+    def on_writable(self, callback: Callable[[], None] | None) -> None:
+        """Call ``callback`` whenever the socket drains below its low-water mark."""
+        self._on_writable = callback
+
+    def abort(self, code: int, reason: str) -> None:
+        """Queue a close frame and drop the connection if the peer does not answer soon.
+
+        For a peer that stopped reading, a polite close would wait forever for
+        the socket to drain.
+        """
+        self._protocol.close_now(code, reason)
+
+    def _writable(self) -> None:
+        if self._on_writable is not None:
+            self._on_writable()
+
+
+class StreamchatWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's sans-I/O WebSocket protocol, with a :class:`DirectWire` in the scope."""
+
+    wire: DirectWire
+
+    def handle_connect(self, event: Request) -> None:
+        self.wire = DirectWire(self)
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None:
+            # The ASGI task is created but has not run yet: it will see this.
+            scope["extensions"][WIRE_EXTENSION] = self.wire
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self.wire._writable()
+
+    def close_now(self, code: int, reason: str) -> None:
+        if self.close_sent or self.disconnected or self.transport.is_closing():
+            return
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.conn.send_close(code, reason)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        # A reading peer answers and uvicorn closes; one that never reads is cut off.
+        self.close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
