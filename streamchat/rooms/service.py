@@ -35,7 +35,7 @@ from streamchat.rooms.presence import PresenceTracker
 from streamchat.rooms.ratelimit import RateLimiter
 from streamchat.store.streamers import StreamerStore
 
-__all__ = ["Posted", "RoomLimits", "RoomService"]
+__all__ = ["Outgoing", "Posted", "RoomLimits", "RoomService"]
 
 log = logging.getLogger("streamchat.rooms")
 
@@ -51,6 +51,16 @@ class RoomLimits:
     window: float = 30.0
     messages: int = 20
     streamer_messages: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A checked chat message, encoded once, ready to be stored and published."""
+
+    room: str
+    message_id: str
+    body: bytes
+    dedupe_key: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +121,16 @@ class RoomService:
         self, user: UserRef | None, room: str, text: str, *, nonce: str | None = None
     ) -> Posted:
         """Store a chat message, then publish it; return what the sender is acked with."""
+        return await self.send(await self.prepare(user, room, text, nonce=nonce))
+
+    async def prepare(
+        self, user: UserRef | None, room: str, text: str, *, nonce: str | None = None
+    ) -> Outgoing:
+        """Check a chat message and count it against the rate limit; nothing is stored yet.
+
+        Preparing messages one after the other and then sending them stores them
+        in that order, even when the sends overlap (see :meth:`send`).
+        """
         if user is None:
             raise NotAuthenticated("log in to chat")
         streamer_id = await self.resolve(room)
@@ -128,15 +148,23 @@ class RoomService:
                 )
         message_id = uuid.uuid4().hex
         body = encode(ChatMessage(message_id, user, text, int(time.time() * 1000)))
+        dedupe_key = f"{user.id}:{nonce}" if nonce is not None else None
+        return Outgoing(room, message_id, body, dedupe_key)
+
+    async def send(self, outgoing: Outgoing) -> Posted:
+        """Store a prepared message, then publish it.
+
+        The store takes the message before this coroutine first waits, so sends
+        started in some order are stored (and numbered) in that order.
+        """
         stored = await self._pubsub.publish(
-            channel_of(room),
-            body,
-            dedupe_key=f"{user.id}:{nonce}" if nonce is not None else None,
+            channel_of(outgoing.room), outgoing.body, dedupe_key=outgoing.dedupe_key
         )
-        if stored.payload != body:
+        message_id = outgoing.message_id
+        if stored.payload != outgoing.body:
             # The nonce was seen before: acknowledge the original message again.
             message_id = _chat_decoder.decode(stored.payload).message_id
-        return Posted(room, stored.seq, message_id)
+        return Posted(outgoing.room, stored.seq, message_id)
 
     async def announce(self, room: str, kind: str, data: dict[str, object]) -> None:
         """Send an ``event`` to everyone in ``room`` now (not stored, not replayed)."""

@@ -50,12 +50,14 @@ from streamchat.protocol import (
 )
 from streamchat.pubsub import PubSubError
 from streamchat.rooms.feeds import Batch
-from streamchat.rooms.service import RoomService
+from streamchat.rooms.service import Outgoing, RoomService
 from streamchat.ws.transport import DirectWire, text_frame
 
 __all__ = ["CloseCode", "Connection", "ConnectionLimits"]
 
 log = logging.getLogger("streamchat.ws")
+
+_PIPELINE_DRAIN_TIMEOUT = 10.0
 
 
 class CloseCode(enum.IntEnum):
@@ -73,6 +75,8 @@ class ConnectionLimits:
     max_queued_bytes: int = 1 << 20
     #: A frame is closed at this size; what remains goes in the next one.
     max_frame_bytes: int = 64 << 10
+    #: Publishes of one connection being stored at once; the next one waits.
+    max_pipelined: int = 64
     #: More errors than this within ``error_window`` seconds closes the connection.
     max_errors: int = 20
     error_window: float = 10.0
@@ -104,6 +108,10 @@ class Connection:
         self._drained: asyncio.Event | None = None
         self._errors: deque[float] = deque()
         self._closing: tuple[int, str] | None = None
+        # Publishes are stored while the next requests are read: the store
+        # commits what queues up together, so one busy client is not held to one
+        # commit per message. Acks still come in order (the store keeps it).
+        self._pipeline: deque[asyncio.Task[None]] = deque()
         wire.on_writable(self._schedule_flush)
 
     @property
@@ -201,6 +209,12 @@ class Connection:
         try:
             await self._read()
         finally:
+            if self._pipeline:
+                # Publishes already handed to the store finish; their acks may not
+                # reach the client, which resends with the same nonce.
+                await asyncio.wait(self._pipeline, timeout=_PIPELINE_DRAIN_TIMEOUT)
+                for task in self._pipeline:
+                    task.cancel()
             self._closing = self._closing or (CloseCode.NORMAL, "")
             self._wire.on_writable(None)
             await self._leave_all()
@@ -218,7 +232,54 @@ class Connection:
             for request in decode_requests(data):
                 if self._closing is not None:
                     return
-                await self._handle(request)
+                if isinstance(request, Publish):
+                    await self._pipelined(request)
+                else:
+                    await self._handle(request)
+
+    async def _pipelined(self, request: Publish) -> None:
+        """Check a publish now, in order; store and ack it in the background."""
+        pipeline = self._pipeline
+        while pipeline and pipeline[0].done():
+            pipeline.popleft()
+        if len(pipeline) >= self._limits.max_pipelined:
+            await asyncio.wait({pipeline.popleft()})
+        try:
+            outgoing = await self._rooms.prepare(
+                self.user, request.room, request.text, nonce=request.nonce
+            )
+        except StreamchatError as exc:
+            self._fail(request.id, exc)
+            return
+        except Exception:
+            log.exception("checking a publish failed")
+            self._fail(request.id, Unavailable("internal error; try again"))
+            return
+        # Tasks start in the order they are created, and a send hands its message
+        # to the store before it first waits: the client's order is the room's.
+        task = asyncio.create_task(self._send(request.id, outgoing), name="ws-publish")
+        pipeline.append(task)
+
+    async def _send(self, request_id: int | str | None, outgoing: Outgoing) -> None:
+        try:
+            posted = await self._rooms.send(outgoing)
+        except PubSubError as exc:
+            log.warning("publish failed: %s", exc)
+            self._fail(request_id, Unavailable("chat storage is unavailable; try again"))
+        except Exception:
+            log.exception("publish failed")
+            self._fail(request_id, Unavailable("internal error; try again"))
+        else:
+            self.deliver(
+                encode(
+                    Ack(
+                        id=request_id,
+                        room=posted.room,
+                        seq=posted.seq,
+                        message_id=posted.message_id,
+                    )
+                )
+            )
 
     # -- requests ------------------------------------------------------------------------
 
@@ -243,11 +304,6 @@ class Connection:
     async def _answer(self, request: Request) -> bytes | None:
         rooms = self._rooms
         match request:
-            case Publish(room=room, text=text, nonce=nonce, id=request_id):
-                posted = await rooms.post(self.user, room, text, nonce=nonce)
-                return encode(
-                    Ack(id=request_id, room=room, seq=posted.seq, message_id=posted.message_id)
-                )
             case Subscribe(room=room, since=since, epoch=epoch, id=request_id):
                 if room in self._subscribed:
                     # Resubscribing (e.g. with `since`): the user stays present throughout.

@@ -12,7 +12,11 @@ from websockets.asyncio.client import connect
 
 from streamchat.client import ChatClient, ChatError, Message
 from streamchat.protocol import Join, Leave, Pong, UserRef
-from tests.ws.conftest import OTHER_ROOM, ROOM, LiveServer, ws_url
+from tests.ws.conftest import OTHER_ROOM, ROOM, LiveServer, ServerFactory, ws_url
+
+
+def cookie_header(session: str) -> dict[str, str]:
+    return {"Cookie": f"streamchat_session={session}"}
 
 
 async def next_message(chat: ChatClient, wait: float = 5.0) -> Message:
@@ -231,3 +235,27 @@ async def test_cross_site_handshake_is_refused(server: LiveServer) -> None:
     # The server's own origin is fine.
     async with server.connect(session, origin=server.url) as chat:
         await chat.ping()
+
+
+async def test_pipelined_publishes_are_all_stored_in_order(server_factory: ServerFactory) -> None:
+    async with server_factory(rate_limit=False) as server:
+        session = await server.login("1001", "alice")
+        async with connect(ws_url(server), additional_headers=cookie_header(session)) as ws:
+            # 200 publishes in a few frames, without waiting for any ack.
+            lines = [
+                json.dumps({"type": "publish", "id": i, "room": ROOM, "text": f"p{i}"})
+                for i in range(200)
+            ]
+            for start in range(0, 200, 50):
+                await ws.send("\n".join(lines[start : start + 50]))
+            acks: list[dict[str, object]] = []
+            async with asyncio.timeout(20):
+                while len(acks) < 200:
+                    frame = await ws.recv()
+                    acks.extend(json.loads(line) for line in str(frame).split("\n"))
+        assert [a["type"] for a in acks] == ["ack"] * 200
+        assert [a["id"] for a in acks] == list(range(200))
+        assert [a["seq"] for a in acks] == list(range(1, 201))
+        async with server.connect() as reader:
+            stored = await reader.history(ROOM, limit=100)
+        assert [m.text for m in stored] == [f"p{i}" for i in range(100, 200)]
