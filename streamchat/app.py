@@ -10,7 +10,8 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, WebSocket
+from starlette.types import Receive, Scope, Send
 
 from streamchat import __version__
 from streamchat.config import Settings
@@ -99,7 +100,10 @@ async def _running(settings: Settings) -> AsyncIterator[Services]:
             pubsub,
             streamer_store,
             presence,
-            limits=RoomLimits(enabled=settings.rate_limit),
+            limits=RoomLimits(
+                enabled=settings.rate_limit,
+                announce_presence_at_most=settings.presence_announce_limit,
+            ),
             flush_interval=settings.ws_flush_interval,
         )
         stack.push_async_callback(room_service.close)
@@ -130,6 +134,23 @@ async def _running(settings: Settings) -> AsyncIterator[Services]:
         )
 
 
+class StreamchatApp(FastAPI):
+    """FastAPI, with the chat WebSocket taken before the HTTP middleware.
+
+    The middleware (error pages, the Origin check for forms, routing) serves
+    HTTP; a WebSocket stays open for hours, and every coroutine it holds open
+    on the way in costs memory for as long. The endpoint does its own Origin
+    check.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == endpoint.PATH:
+            scope["app"] = self
+            await endpoint.websocket_endpoint(WebSocket(scope, receive, send))
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
@@ -139,7 +160,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.services = services
             yield
 
-    app = FastAPI(
+    app = StreamchatApp(
         title="streamchat",
         version=__version__,
         description="Real-time chat for streamer communities.",
@@ -147,6 +168,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(OriginCheckMiddleware, allowed_origins=settings.allowed_origins)
     install_error_handlers(app)
-    for module in (health, auth, users, streamers, rooms, admin, endpoint):
+    for module in (health, auth, users, streamers, rooms, admin):
         app.include_router(module.router)
     return app

@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     #: Twitch-like chat rate limits; ``off`` for benchmarks.
     rate_limit: bool = True
     max_subscriptions: int = Field(default=50, ge=1)
+    #: Joins and leaves are announced in rooms with at most this many users present.
+    presence_announce_limit: int = Field(default=1000, ge=0)
     #: Bytes queued for a client that is not reading before it is disconnected (4008).
     ws_max_queued_bytes: int = Field(default=1 << 20, ge=1 << 12)
     #: Largest frame a client may send.

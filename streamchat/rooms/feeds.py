@@ -141,6 +141,9 @@ class RoomFeed:
         self._scheduler = scheduler
         self._live: dict[Member, None] = {}
         self._parked: dict[Member, _Parked] = {}
+        # Caught up, but the batch being gathered was not meant for them: they get
+        # frames one by one until it is handed out, then share batches.
+        self._joining: dict[Member, None] = {}
         self._pending: list[bytes] = []
         self._ready = asyncio.Event()
         self._epoch = ""
@@ -148,11 +151,16 @@ class RoomFeed:
         self._task = asyncio.create_task(self._run(), name=f"room-feed:{room}")
 
     def __len__(self) -> int:
-        return len(self._live) + len(self._parked)
+        return len(self._live) + len(self._parked) + len(self._joining)
 
     @property
     def members(self) -> list[Member]:
-        return [*self._live, *self._parked]
+        return [*self._live, *self._joining, *self._parked]
+
+    @property
+    def position(self) -> tuple[str, int]:
+        """``(epoch, seq)`` of the last message handed to the members (or found at start)."""
+        return self._epoch, self._last_seq
 
     async def ready(self) -> None:
         """Wait until the broker subscription is live."""
@@ -167,28 +175,32 @@ class RoomFeed:
     def discard(self, member: Member) -> None:
         self._live.pop(member, None)
         self._parked.pop(member, None)
+        self._joining.pop(member, None)
 
     def go_live(self, member: Member, after_seq: int) -> None:
         """End ``member``'s replay at ``after_seq``: send what was parked beyond it."""
         parked = self._parked.pop(member, None)
         if parked is None:
             return
-        # Frames dispatched but not yet flushed are in the member's parked list
-        # already: hand the batch to the others first, then join them.
-        self.flush()
         for seq, frame in parked.frames:
             if seq == 0 or seq > after_seq:
                 member.deliver(frame)
-        self._live[member] = None
+        if self._pending:
+            # Its frames of the batch being gathered were parked and sent above.
+            self._joining[member] = None
+        else:
+            self._live[member] = None
 
     def flush(self) -> None:
         """Hand the frames gathered since the last flush to every live member."""
-        if not self._pending:
-            return
-        batch = Batch(self._pending)
-        self._pending = []
-        for member in self._live:
-            member.deliver_batch(batch)
+        if self._pending:
+            batch = Batch(self._pending)
+            self._pending = []
+            for member in self._live:
+                member.deliver_batch(batch)
+        if self._joining:
+            self._live.update(self._joining)
+            self._joining.clear()
 
     def _dispatch(self, message: Message) -> None:
         if message.stored:
@@ -201,6 +213,10 @@ class RoomFeed:
         if self._live:
             self._pending.append(frame)
             self._scheduler.request(self)
+        elif self._joining:
+            self._scheduler.request(self)  # to make them live
+        for member in self._joining:
+            member.deliver(frame)
         for member, parked in self._parked.items():
             if len(parked.frames) < MAX_PARKED:
                 parked.frames.append((message.seq, frame))
@@ -213,6 +229,8 @@ class RoomFeed:
         while True:
             try:
                 async with self._pubsub.subscribe(self.channel, since=since) as sub:
+                    if since is None:
+                        self._epoch, self._last_seq = sub.position
                     self._ready.set()
                     failures = 0
                     async for message in sub:

@@ -70,6 +70,11 @@ class PresenceTracker:
         self._dirty.set()
         return True
 
+    def local_count(self, room: str) -> int:
+        """Users present in ``room`` through this process (others' are not counted:
+        this is asked on every join, and must not cost a query)."""
+        return len(self._local.get(room, ()))
+
     async def users(self, room: str) -> list[UserRef]:
         """Everyone present in ``room``: this process's users, then the others'."""
         here = {user_id: ref for user_id, (ref, _) in self._local.get(room, {}).items()}

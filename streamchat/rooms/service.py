@@ -51,6 +51,8 @@ class RoomLimits:
     window: float = 30.0
     messages: int = 20
     streamer_messages: int = 100
+    #: Joins and leaves are announced while at most this many users are present.
+    announce_presence_at_most: int = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,10 +219,17 @@ class RoomService:
         # exactly N+1, N+2, ... (or the replay first), never a frame before the reply.
         feed = await self.feeds.add(room, member, parked=True)
         try:
-            current_epoch, last = await self._pubsub.last(channel)
-            # A position from another epoch, or beyond the end, cannot be continued.
+            # What this process has fanned out of the room so far; anything newer
+            # reaches the member through the feed, parked until the reply is out.
+            current_epoch, last = feed.position
+            # A position from another epoch, or beyond the end, cannot be continued;
+            # "since 0" (from the very start) can, in any epoch.
             start = last if since is None else since
-            valid = since is not None and start <= last and epoch in (None, current_epoch)
+            valid = (
+                since is not None
+                and start <= last
+                and (start == 0 or epoch in (None, current_epoch))
+            )
             replay: list[Message] = []
             if valid and start < last:
                 replay = await self._pubsub.read(channel, after=start, limit=_REPLAY_PAGE)
@@ -252,13 +261,19 @@ class RoomService:
         except BaseException:
             await self.feeds.discard(room, member)
             raise
-        if user is not None and self.presence.add(room, user):
+        if user is not None and self.presence.add(room, user) and self._announces(room, 0):
             await self._announce(channel, Join(room, user))
 
     async def unsubscribe(self, member: Member, room: str, user: UserRef | None) -> None:
         await self.feeds.discard(room, member)
-        if user is not None and self.presence.remove(room, user):
+        if user is not None and self.presence.remove(room, user) and self._announces(room, 1):
             await self._announce(channel_of(room), Leave(room, user))
+
+    def _announces(self, room: str, leaving: int) -> bool:
+        # Every join in a crowded room would be a message to everyone in it: like
+        # Twitch, big rooms announce no joins and leaves; clients ask for presence.
+        present = self.presence.local_count(room) + leaving
+        return present <= self._limits.announce_presence_at_most
 
     async def _announce(self, channel: str, change: Join | Leave) -> None:
         # Join and leave are courtesy notices (at most once); a broker hiccup

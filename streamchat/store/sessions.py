@@ -61,12 +61,30 @@ class SessionStore:
 
     async def resolve(self, token: str) -> User | None:
         """The user of a live session, or ``None`` for an unknown or expired token."""
-        async with self._db.session() as session:
-            return await session.scalar(
-                select(User)
-                .join(Session, Session.user_id == User.twitch_id)
-                .where(Session.token_hash == session_key(token), Session.expires_at > utcnow())
+        # Every request and WebSocket handshake asks, so this is one plain read on
+        # a pooled connection, without an ORM session around it.
+        query = (
+            select(
+                User.twitch_id,
+                User.login,
+                User.display_name,
+                User.favorite_streamer_id,
+                User.created_at,
             )
+            .join(Session, Session.user_id == User.twitch_id)
+            .where(Session.token_hash == session_key(token), Session.expires_at > utcnow())
+        )
+        async with self._db.connect() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        return User(
+            twitch_id=row.twitch_id,
+            login=row.login,
+            display_name=row.display_name,
+            favorite_streamer_id=row.favorite_streamer_id,
+            created_at=row.created_at,
+        )
 
     async def revoke(self, token: str) -> bool:
         """End the session; return whether it existed."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocket
 
 from streamchat.http.deps import SESSION_COOKIE, Services
 from streamchat.http.origin import is_trusted_origin
@@ -13,15 +13,15 @@ from streamchat.store.sessions import session_key
 from streamchat.ws.connection import CloseCode, Connection
 from streamchat.ws.transport import PROTOCOL_CLASS, WIRE_EXTENSION, DirectWire
 
-__all__ = ["router"]
+__all__ = ["PATH", "websocket_endpoint"]
 
 log = logging.getLogger("streamchat.ws")
 
-router = APIRouter()
+PATH = "/ws"
 
 
-@router.websocket("/ws")
 async def websocket_endpoint(websocket: WebSocket) -> None:
+    """Serve one client of the room protocol, from handshake to close."""
     services: Services = websocket.app.state.services
     origin = websocket.headers.get("origin")
     if origin is not None and not is_trusted_origin(
@@ -44,7 +44,13 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         await websocket.close(1011)
         return
     token = websocket.cookies.get(SESSION_COOKIE)
-    user = await services.sessions.resolve(token) if token and len(token) <= 128 else None
+    try:
+        user = await services.sessions.resolve(token) if token and len(token) <= 128 else None
+    except Exception:
+        # Outside the HTTP middleware nothing else turns this into a clean refusal.
+        log.exception("could not check the session of a WebSocket; refusing it")
+        await websocket.close(1011)
+        return
     await websocket.accept()
     connection = Connection(
         websocket,

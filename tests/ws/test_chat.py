@@ -259,3 +259,22 @@ async def test_pipelined_publishes_are_all_stored_in_order(server_factory: Serve
         async with server.connect() as reader:
             stored = await reader.history(ROOM, limit=100)
         assert [m.text for m in stored] == [f"p{i}" for i in range(100, 200)]
+
+
+async def test_crowded_rooms_announce_no_joins(server_factory: ServerFactory) -> None:
+    async with server_factory(presence_announce_limit=2) as server:
+        sessions = [await server.login(str(1001 + i), f"user{i}") for i in range(3)]
+        async with (
+            server.connect(sessions[0]) as first,
+            server.connect(sessions[1]) as second,
+            server.connect(sessions[2]) as third,
+        ):
+            await first.subscribe(ROOM)
+            assert (await first.next_event(5)).user.id == "1001"  # type: ignore[union-attr]
+            await second.subscribe(ROOM)
+            assert (await first.next_event(5)).user.id == "1002"  # type: ignore[union-attr]
+            # Two present: the third arrives unannounced, but is counted.
+            await third.subscribe(ROOM)
+            with pytest.raises(TimeoutError):
+                await first.next_event(0.3)
+            assert (await first.presence(ROOM)).count == 3

@@ -66,11 +66,25 @@ async def test_another_epoch_is_not_recovered(server: LiveServer) -> None:
     session = await server.login("1001", "alice")
     async with server.connect(session) as writer, server.connect() as reader:
         await writer.publish(ROOM, "old")
-        subscribed = await reader.subscribe(ROOM, since=0, epoch="an-epoch-long-gone")
+        await writer.publish(ROOM, "older still")
+        subscribed = await reader.subscribe(ROOM, since=1, epoch="an-epoch-long-gone")
         assert subscribed.recovered is False
         await writer.publish(ROOM, "new")
         # Nothing from the unknown past; live messages flow.
         assert [m.text for m in await collect(reader, 1)] == ["new"]
+
+
+async def test_since_zero_is_the_start_of_any_epoch(server: LiveServer) -> None:
+    # A client that saw nothing (say, when the room was empty) misses nothing by
+    # getting all of the current epoch.
+    session = await server.login("1001", "alice")
+    async with server.connect() as early:
+        empty = await early.subscribe(ROOM)
+    async with server.connect(session) as writer, server.connect() as reader:
+        await writer.publish(ROOM, "first")
+        subscribed = await reader.subscribe(ROOM, since=0, epoch=empty.epoch or "stale")
+        assert subscribed.recovered is True
+        assert [m.text for m in await collect(reader, 1)] == ["first"]
 
 
 async def test_a_position_beyond_the_end_is_not_recovered(server: LiveServer) -> None:
