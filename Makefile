@@ -32,5 +32,15 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
+# streamchat against Node Socket.IO, python-socketio and a bare aiohttp loop (docs/benchmarks.md).
+# Installs the peers into bench/ on first use; ~10 minutes. BENCH_ARGS narrows it, e.g.
+# BENCH_ARGS="--only capacity --servers streamchat,socketio".
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+.PHONY: bench-smoke
+bench-smoke: $(STAMP)
+	$(BIN)/python bench/run.py --smoke --servers streamchat --out bench/results/smoke.json
+
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

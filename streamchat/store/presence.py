@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import timedelta
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from streamchat.store.database import Database
 from streamchat.store.models import RoomPresence, User, utcnow
 
 __all__ = ["PresenceStore"]
+
+# Rows per statement: well within SQLite's limits on parameters and expression depth.
+_CHUNK = 200
 
 
 class PresenceStore:
@@ -35,20 +38,18 @@ class PresenceStore:
         left_pairs = list(left)
         dialect = sqlite if self._db.is_sqlite else postgresql
         async with self._db.session() as session:
-            if left_pairs:
+            # Chunked: a mass leave (a restart) must not build one giant statement.
+            for start in range(0, len(left_pairs), _CHUNK):
                 await session.execute(
                     delete(RoomPresence).where(
                         RoomPresence.node_id == node_id,
-                        or_(
-                            *(
-                                and_(RoomPresence.room == room, RoomPresence.user_id == user)
-                                for room, user in left_pairs
-                            )
+                        tuple_(RoomPresence.room, RoomPresence.user_id).in_(
+                            left_pairs[start : start + _CHUNK]
                         ),
                     )
                 )
-            if joined_rows:
-                stmt = dialect.insert(RoomPresence).values(joined_rows)
+            for start in range(0, len(joined_rows), _CHUNK):
+                stmt = dialect.insert(RoomPresence).values(joined_rows[start : start + _CHUNK])
                 await session.execute(
                     stmt.on_conflict_do_update(
                         index_elements=["room", "user_id", "node_id"],

@@ -270,11 +270,7 @@ class SQLStore(Store):
             keyed = {
                 (item.channel, item.dedupe_key) for item in batch if item.dedupe_key is not None
             }
-            known: dict[tuple[str, str], Message] = {}
-            for pair in keyed:
-                found = await self._find_in(conn, *pair)
-                if found is not None:
-                    known[pair] = found
+            known = await self._find_many(conn, keyed) if keyed else {}
             by_channel: dict[str, list[int]] = {}
             claimed: dict[tuple[str, str], int] = {}
             for index, item in enumerate(batch):
@@ -285,8 +281,11 @@ class SQLStore(Store):
                     claimed[key] = index
                 by_channel.setdefault(item.channel, []).append(index)
             rows: list[dict[str, Any]] = []
+            reserved = await self._reserve(
+                conn, {channel: len(indexes) for channel, indexes in by_channel.items()}
+            )
             for channel, indexes in by_channel.items():
-                epoch, last = await self._next_seq(conn, channel, len(indexes))
+                epoch, last = reserved[channel]
                 first = last - len(indexes) + 1
                 for offset, index in enumerate(indexes):
                     item = batch[index]
@@ -322,14 +321,67 @@ class SQLStore(Store):
                 results[index] = (original, False)
         return [result for result in results if result is not None]
 
-    async def _find_in(
-        self, conn: AsyncConnection, channel: str, dedupe_key: str
-    ) -> Message | None:
-        stmt = self._select().where(
-            self.messages.c.channel == channel, self.messages.c.dedupe_key == dedupe_key
-        )
-        row = (await conn.execute(stmt)).first()
-        return None if row is None else self._message(channel, row)
+    async def _find_many(
+        self, conn: AsyncConnection, keys: set[tuple[str, str]]
+    ) -> dict[tuple[str, str], Message]:
+        """The stored messages of these ``(channel, dedupe_key)`` pairs, in few queries."""
+        messages, channels = self.messages, self.channels
+        found: dict[tuple[str, str], Message] = {}
+        pairs = sorted(keys)
+        for start in range(0, len(pairs), _LAST_MANY_CHUNK):
+            stmt = (
+                sa.select(
+                    messages.c.channel,
+                    messages.c.dedupe_key,
+                    messages.c.seq,
+                    messages.c.payload,
+                    messages.c.created_at,
+                    channels.c.epoch,
+                )
+                .join(channels, channels.c.channel == messages.c.channel)
+                .where(
+                    sa.tuple_(messages.c.channel, messages.c.dedupe_key).in_(
+                        pairs[start : start + _LAST_MANY_CHUNK]
+                    )
+                )
+            )
+            for row in await conn.execute(stmt):
+                found[(row[0], row[1])] = Message(
+                    row[0], int(row[2]), bytes(row[3]), float(row[4]), str(row[5])
+                )
+        return found
+
+    async def _reserve(
+        self, conn: AsyncConnection, counts: dict[str, int]
+    ) -> dict[str, tuple[str, int]]:
+        """Reserve ``counts[channel]`` seqs of each channel in one statement.
+
+        Returns each channel's epoch and the last seq reserved; channels without a
+        row yet get one first.
+        """
+        channels = self.channels
+        reserved: dict[str, tuple[str, int]] = {}
+        pending = dict(counts)
+        for _ in range(2):
+            if not pending:
+                break
+            stmt = (
+                channels.update()
+                .where(channels.c.channel.in_(list(pending)))
+                .values(
+                    last_seq=channels.c.last_seq
+                    + sa.case(pending, value=channels.c.channel, else_=0)
+                )
+                .returning(channels.c.channel, channels.c.epoch, channels.c.last_seq)
+            )
+            for row in await conn.execute(stmt):
+                reserved[str(row[0])] = (str(row[1]), int(row[2]))
+                pending.pop(str(row[0]), None)
+            for channel in pending:
+                await self._create_channel(conn, channel)
+        if pending:
+            raise StoreError(f"could not create the rows of channels {sorted(pending)!r}")
+        return reserved
 
     async def _append_one(
         self, channel: str, payload: bytes, dedupe_key: str | None
