@@ -328,7 +328,10 @@ class SQLStore(Store):
         messages, channels = self.messages, self.channels
         found: dict[tuple[str, str], Message] = {}
         pairs = sorted(keys)
+        # Two IN lists rather than a row-value IN: SQLite searches the
+        # (channel, dedupe_key) index for the former and scans the table for the latter.
         for start in range(0, len(pairs), _LAST_MANY_CHUNK):
+            chunk = pairs[start : start + _LAST_MANY_CHUNK]
             stmt = (
                 sa.select(
                     messages.c.channel,
@@ -340,15 +343,16 @@ class SQLStore(Store):
                 )
                 .join(channels, channels.c.channel == messages.c.channel)
                 .where(
-                    sa.tuple_(messages.c.channel, messages.c.dedupe_key).in_(
-                        pairs[start : start + _LAST_MANY_CHUNK]
-                    )
+                    messages.c.channel.in_({channel for channel, _ in chunk}),
+                    messages.c.dedupe_key.in_({key for _, key in chunk}),
                 )
             )
             for row in await conn.execute(stmt):
-                found[(row[0], row[1])] = Message(
-                    row[0], int(row[2]), bytes(row[3]), float(row[4]), str(row[5])
-                )
+                pair = (row[0], row[1])
+                if pair in keys:
+                    found[pair] = Message(
+                        row[0], int(row[2]), bytes(row[3]), float(row[4]), str(row[5])
+                    )
         return found
 
     async def _reserve(
