@@ -39,7 +39,8 @@ __all__ = ["Outgoing", "Posted", "RoomLimits", "RoomService"]
 
 log = logging.getLogger("streamchat.rooms")
 
-_REPLAY_PAGE = 500
+# Small enough that a page of the longest messages fits well within an outbox.
+_REPLAY_PAGE = 100
 _chat_decoder = msgspec.json.Decoder(ChatMessage)
 
 

@@ -155,13 +155,16 @@ class Connection:
         self.close(CloseCode.TOO_SLOW, "too slow: the outgoing queue overflowed")
 
     async def drained(self) -> None:
-        while self._closing is None and self._backlog > self._limits.max_queued_bytes // 4:
+        while self._closing is None and not self._caught_up:
             self._drained = self._drained or asyncio.Event()
+            self._drained.clear()
             await self._drained.wait()
 
     @property
-    def _backlog(self) -> int:
-        return self._queued + self._wire.buffered
+    def _caught_up(self) -> bool:
+        # The socket's own flow control says when its buffer is low again
+        # (resume_writing); between its marks there is no signal to wait for.
+        return self._queued <= self._limits.max_queued_bytes // 4 and self._wire.writable
 
     def close(self, code: int, reason: str) -> None:
         """Close the connection now; frames still queued are dropped."""
@@ -184,22 +187,25 @@ class Connection:
     def _flush(self) -> None:
         """Write the outbox as few frames, if the socket takes them."""
         self._flush_scheduled = False
+        if self._closing is not None:
+            return
         wire = self._wire
-        if self._closing is not None or not self._outbox or not wire.writable:
-            return  # a backed-up socket calls _schedule_flush when it drains
-        outbox, self._outbox = self._outbox, []
-        self._queued = 0
-        max_frame = self._limits.max_frame_bytes
-        start, size = 0, 0
-        for index, frame in enumerate(outbox):
-            if size and size + len(frame) > max_frame:
-                wire.write(text_frame(b"\n".join(outbox[start:index])))
-                start, size = index, 0
-            size += len(frame) + 1
-        wire.write(text_frame(b"\n".join(outbox[start:])))
-        if wire.buffered > self._limits.max_queued_bytes:
-            self.overflow()
-        elif self._drained is not None and self._backlog <= self._limits.max_queued_bytes // 4:
+        # A backed-up socket calls _schedule_flush again when it drains.
+        if self._outbox and wire.writable:
+            outbox, self._outbox = self._outbox, []
+            self._queued = 0
+            max_frame = self._limits.max_frame_bytes
+            start, size = 0, 0
+            for index, frame in enumerate(outbox):
+                if size and size + len(frame) > max_frame:
+                    wire.write(text_frame(b"\n".join(outbox[start:index])))
+                    start, size = index, 0
+                size += len(frame) + 1
+            wire.write(text_frame(b"\n".join(outbox[start:])))
+            if wire.buffered > self._limits.max_queued_bytes:
+                self.overflow()
+                return
+        if self._drained is not None and self._caught_up:
             self._drained.set()
 
     # -- running -------------------------------------------------------------------------

@@ -137,3 +137,21 @@ async def test_resubscribe_on_the_same_connection(server: LiveServer) -> None:
         # Exactly once: nothing else arrives.
         with pytest.raises(TimeoutError):
             await reader.next_event(0.3)
+
+
+async def test_a_long_replay_is_paced_by_the_reader(server_factory: ServerFactory) -> None:
+    # More history than the outbox may hold at once: the replay goes page by
+    # page, waiting for the connection to write each out.
+    async with server_factory(rate_limit=False, ws_max_queued_bytes=64 << 10) as server:
+        session = await server.login("1001", "alice")
+        async with server.connect(session) as writer:
+            await asyncio.gather(
+                *(writer.publish(ROOM, f"{i:04d} " + "x" * 440) for i in range(400))
+            )
+        async with server.connect() as reader:
+            subscribed = await reader.subscribe(ROOM, since=0)
+            assert subscribed.recovered is True
+            messages = await collect(reader, 400, wait=20)
+            assert [m.seq for m in messages] == list(range(1, 401))
+            await reader.ping()
+            assert not reader.closed
