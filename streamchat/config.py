@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, field_validator
@@ -75,16 +74,6 @@ class Settings(BaseSettings):
     @property
     def chat_store_url(self) -> str:
         return self.store_url or self.database_url
-
-    @property
-    def sqlite_path(self) -> Path | None:
-        """The database file when the database is a SQLite file, else ``None``."""
-        prefix = "sqlite+aiosqlite:///"
-        if self.database_url.startswith(prefix):
-            path = self.database_url[len(prefix) :].split("?", 1)[0]
-            if path and path != ":memory:":
-                return Path(path)
-        return None
 
 
 def is_loopback(host: str) -> bool:

@@ -33,11 +33,6 @@ def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings()
 
 
-def test_sqlite_path() -> None:
-    assert Settings(database_url="sqlite+aiosqlite:///./x/y.db").sqlite_path is not None
-    assert Settings(database_url="postgresql+asyncpg://h/db").sqlite_path is None
-
-
 @pytest.mark.parametrize(
     ("host", "loopback"),
     [

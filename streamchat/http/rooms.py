@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Response
 
 from streamchat.errors import InvalidInput
 from streamchat.http.deps import ServicesDep
-from streamchat.protocol import MAX_HISTORY, encode
+from streamchat.protocol import encode
 
 __all__ = ["router"]
 
@@ -33,7 +33,6 @@ async def room_messages(
     ``after`` one (at most 100)."""
     if before is not None and after is not None:
         raise InvalidInput("give before or after, not both")
-    limit = min(limit, MAX_HISTORY)
     if after is not None:
         frames = await services.rooms.read(room, after=after, limit=limit)
     else:

@@ -154,10 +154,6 @@ class RoomFeed:
         return len(self._live) + len(self._parked) + len(self._joining)
 
     @property
-    def members(self) -> list[Member]:
-        return [*self._live, *self._joining, *self._parked]
-
-    @property
     def position(self) -> tuple[str, int]:
         """``(epoch, seq)`` of the last message handed to the members (or found at start)."""
         return self._epoch, self._last_seq

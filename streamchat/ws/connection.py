@@ -29,7 +29,6 @@ from starlette.websockets import WebSocket
 
 from streamchat.errors import StreamchatError, TooManySubscriptions, Unavailable
 from streamchat.protocol import (
-    MAX_HISTORY,
     Ack,
     History,
     HistoryReply,
@@ -113,10 +112,6 @@ class Connection:
         # commit per message. Acks still come in order (the store keeps it).
         self._pipeline: deque[asyncio.Task[None]] = deque()
         wire.on_writable(self._schedule_flush)
-
-    @property
-    def rooms(self) -> frozenset[str]:
-        return frozenset(self._subscribed)
 
     # -- the Member side: frames from rooms ---------------------------------------------
 
@@ -333,7 +328,7 @@ class Connection:
                     await rooms.unsubscribe(self, room, self.user)
                 return encode(Unsubscribed(id=request_id, room=room))
             case History(room=room, before=before, limit=limit, id=request_id):
-                frames = await rooms.history(room, before=before, limit=min(limit, MAX_HISTORY))
+                frames = await rooms.history(room, before=before, limit=limit)
                 messages = [msgspec.Raw(frame) for frame in frames]
                 return encode(HistoryReply(id=request_id, room=room, messages=messages))
             case Presence(room=room, id=request_id):
