@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 import traceback
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,7 +50,7 @@ from harness.memory import measure_memory
 from harness.procfs import MachineMeter, machine_info
 from harness.report import build_tables, render_markdown, render_terminal
 from harness.rooms import measure_rooms
-from harness.servers import PEERS, ServerSpec, start_server
+from harness.servers import PEERS, RunningServer, ServerSpec, profiled, start_server
 from harness.slow import measure_slow
 from rich.console import Console
 
@@ -95,6 +96,11 @@ def parse_args(argv: list[str]) -> tuple[BenchConfig, Path]:
         metavar="NAME=VALUE",
         help="extra environment for the streamchat server (repeatable)",
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="record streamchat with py-spy; raw stacks land beside the results' logs",
+    )
     args = parser.parse_args(argv)
     cfg = BenchConfig()
     if args.smoke:
@@ -114,6 +120,7 @@ def parse_args(argv: list[str]) -> tuple[BenchConfig, Path]:
             overrides[name] = getattr(args, name)
     env = dict(item.split("=", 1) for item in args.streamchat_env)
     overrides["streamchat_env"] = env
+    overrides["profile"] = args.profile
     return replace(cfg, **overrides), args.out
 
 
@@ -171,15 +178,23 @@ class Bench:
             spec = PEERS[name]
             console.print(f"[bold]{section}[/]: {spec.label}")
             try:
-                async with start_server(
-                    spec,
-                    self.logs,
-                    database_url=self._database(spec),
-                    env=self._env(spec, self._section_env(section)),
-                ) as server:
+                async with (
+                    start_server(
+                        spec,
+                        self.logs,
+                        database_url=self._database(spec),
+                        env=self._env(spec, self._section_env(section)),
+                    ) as server,
+                    self._profiled(server, section),
+                ):
                     results[name] = await measure(server, self.cfg, self.accounts, self.logs)
             except Exception as exc:
                 self._failed(f"{section} on {name}", exc)
+
+    def _profiled(self, server: RunningServer, section: str) -> AbstractAsyncContextManager[None]:
+        if not self.cfg.profile or server.spec.name != "streamchat":
+            return nullcontext()
+        return profiled(server, self.logs / f"profile-{section}-{server.port}.txt")
 
     def _section_env(self, section: str) -> dict[str, str]:
         if section == "slow":
@@ -202,9 +217,12 @@ class Bench:
             try:
                 if database == "sqlite":
                     url = sqlite_copy(self.template, self.workdir / "db")
-                    async with start_server(
-                        spec, self.logs, database_url=url, env=self._env(spec)
-                    ) as server:
+                    async with (
+                        start_server(
+                            spec, self.logs, database_url=url, env=self._env(spec)
+                        ) as server,
+                        self._profiled(server, "rooms-sqlite"),
+                    ):
                         results[database] = await measure_rooms(
                             server,
                             self.cfg,
@@ -222,9 +240,12 @@ class Bench:
                             publishers=self.cfg.publishers_needed,
                             rooms=self.cfg.rooms_count,
                         )
-                        async with start_server(
-                            spec, self.logs, database_url=url, env=self._env(spec)
-                        ) as server:
+                        async with (
+                            start_server(
+                                spec, self.logs, database_url=url, env=self._env(spec)
+                            ) as server,
+                            self._profiled(server, "rooms-postgres"),
+                        ):
                             results[database] = await measure_rooms(
                                 server,
                                 self.cfg,

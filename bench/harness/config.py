@@ -70,6 +70,8 @@ class BenchConfig:
 
     #: Extra environment for the streamchat server (e.g. to try a setting).
     streamchat_env: dict[str, str] = field(default_factory=dict)
+    #: Record the streamchat server with py-spy, one profile per section, in the logs.
+    profile: bool = False
 
     @property
     def accounts_needed(self) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -23,7 +24,7 @@ from pathlib import Path
 from harness.install import BENCH, SOCKETIO, peer_python
 from harness.procfs import CpuMeter, rss_bytes
 
-__all__ = ["PEERS", "RunningServer", "ServerSpec", "free_port", "start_server"]
+__all__ = ["PEERS", "RunningServer", "ServerSpec", "free_port", "profiled", "start_server"]
 
 ROOT = BENCH.parent
 
@@ -226,6 +227,44 @@ async def start_server(
         yield server
     finally:
         await stop_process(process)
+
+
+@asynccontextmanager
+async def profiled(server: RunningServer, out: Path) -> AsyncIterator[None]:
+    """Sample ``server`` with py-spy while the block runs; raw stacks go to ``out``.
+
+    Each line of ``out`` is a stack (thread first, ``;``-separated) and its
+    sample count: the input of flamegraph.pl, or of a few lines of Python.
+    """
+    py_spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(ROOT / ".venv" / "bin"))
+    if py_spy is None:
+        raise RuntimeError("--profile needs py-spy: .venv/bin/pip install py-spy")
+    process = await asyncio.create_subprocess_exec(
+        py_spy,
+        "record",
+        "--pid",
+        str(server.pid),
+        "--rate",
+        "200",
+        "--threads",
+        "--format",
+        "raw",
+        "--output",
+        str(out),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        # py-spy writes its file when interrupted.
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGINT)
+        try:
+            await asyncio.wait_for(process.wait(), 30)
+        except TimeoutError:
+            process.kill()
+        print(f"  profile: {out}", file=sys.stderr)
 
 
 async def stop_process(process: asyncio.subprocess.Process, grace: float = 5.0) -> None:

@@ -245,6 +245,15 @@ class RoomFeed:
             # Resume exactly after the last frame we handed out.
             since = (self._epoch, self._last_seq) if self._epoch else None
 
+    @property
+    def is_ready(self) -> bool:
+        return self._ready.is_set()
+
+    def cancel(self) -> asyncio.Task[None]:
+        """Stop the feed without waiting; the task returned ends when its subscription has."""
+        self._task.cancel()
+        return self._task
+
     async def close(self) -> None:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -252,15 +261,28 @@ class RoomFeed:
 
 
 class RoomFeeds:
-    """The feeds of this process, created on first member and closed after the last."""
+    """The feeds of this process, created on first member and closed a while after the last.
+
+    A feed stays open ``linger`` seconds after its last member leaves: viewers
+    reconnect and hop between rooms, and reopening a room costs a broker
+    subscription and a store read that an idle feed does not.
+    """
 
     def __init__(
-        self, pubsub: PubSub, *, flush_interval: float = 0.005, ready_timeout: float = 10.0
+        self,
+        pubsub: PubSub,
+        *,
+        flush_interval: float = 0.005,
+        ready_timeout: float = 10.0,
+        linger: float = 30.0,
     ) -> None:
         self._pubsub = pubsub
         self._feeds: dict[str, RoomFeed] = {}
         self._scheduler = FlushScheduler(flush_interval)
         self._ready_timeout = ready_timeout
+        self._linger = linger
+        self._idle: dict[str, asyncio.TimerHandle] = {}
+        self._stopping: set[asyncio.Task[None]] = set()
 
     def get(self, room: str) -> RoomFeed | None:
         return self._feeds.get(room)
@@ -270,6 +292,8 @@ class RoomFeeds:
         feed = self._feeds.get(room)
         if feed is None:
             feed = self._feeds[room] = RoomFeed(self._pubsub, room, self._scheduler)
+        elif (idle := self._idle.pop(room, None)) is not None:
+            idle.cancel()
         feed.add(member, parked=parked)
         try:
             async with asyncio.timeout(self._ready_timeout):
@@ -284,12 +308,29 @@ class RoomFeeds:
         if feed is None:
             return
         feed.discard(member)
-        if not len(feed):
+        if len(feed) or room in self._idle:
+            return
+        if self._linger > 0 and feed.is_ready:
+            loop = asyncio.get_running_loop()
+            self._idle[room] = loop.call_later(self._linger, self._expire, room, feed)
+        else:
             del self._feeds[room]
             await feed.close()
 
+    def _expire(self, room: str, feed: RoomFeed) -> None:
+        self._idle.pop(room, None)
+        if self._feeds.get(room) is feed and not len(feed):
+            del self._feeds[room]
+            self._stopping.add(task := feed.cancel())
+            task.add_done_callback(self._stopping.discard)
+
     async def close(self) -> None:
         self._scheduler.cancel()
+        for idle in self._idle.values():
+            idle.cancel()
+        self._idle.clear()
         feeds, self._feeds = list(self._feeds.values()), {}
         for feed in feeds:
             await feed.close()
+        if self._stopping:
+            await asyncio.wait(self._stopping)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 import uuid
 from datetime import timedelta
 
@@ -40,6 +42,8 @@ class PresenceTracker:
         self._joined: set[tuple[str, str]] = set()
         self._left: set[tuple[str, str]] = set()
         self._dirty = asyncio.Event()
+        # When this node's rows were last given a new expiry (monotonic seconds).
+        self._refreshed = -math.inf
 
     def add(self, room: str, user: UserRef) -> bool:
         """Count a subscription; return whether it is the user's first here."""
@@ -85,8 +89,16 @@ class PresenceTracker:
     async def flush(self) -> None:
         joined, self._joined = self._joined, set()
         left, self._left = self._left, set()
+        # Rows are written with a full TTL; all of them are pushed forward only
+        # every third of it, not with each burst of changes.
+        now = time.monotonic()
+        refresh = now - self._refreshed >= self._ttl.total_seconds() / 3
         try:
-            await self._store.sync(self.node_id, joined=joined, left=left, ttl=self._ttl)
+            await self._store.sync(
+                self.node_id, joined=joined, left=left, ttl=self._ttl, refresh=refresh
+            )
+            if refresh:
+                self._refreshed = now
         except BaseException:
             # Keep the changes for the next attempt (unless superseded meanwhile).
             self._joined |= {key for key in joined if key not in self._left}

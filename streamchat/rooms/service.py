@@ -33,6 +33,7 @@ from streamchat.pubsub import Message, PubSub, PubSubError
 from streamchat.rooms.feeds import Member, RoomFeeds, channel_of
 from streamchat.rooms.presence import PresenceTracker
 from streamchat.rooms.ratelimit import RateLimiter
+from streamchat.store.batching import BatchedLookup
 from streamchat.store.streamers import StreamerStore
 
 __all__ = ["Outgoing", "Posted", "RoomLimits", "RoomService"]
@@ -106,17 +107,19 @@ class RoomService:
         self._limiter = RateLimiter(window=self._limits.window)
         # login -> streamer ID; rooms are created with streamers and never renamed here.
         self._rooms: dict[str, str] = {}
+        # A burst of first subscriptions (a restart, a raid) asks for many rooms at once.
+        self._lookup = BatchedLookup(streamers.ids_by_login)
 
     async def resolve(self, room: str) -> str:
         """The streamer ID of ``room``; :class:`UnknownRoom` unless it exists."""
         streamer_id = self._rooms.get(room)
         if streamer_id is not None:
             return streamer_id
-        streamer = await self._streamers.find(room)
-        if streamer is None or streamer.login != room:
+        streamer_id = await self._lookup.get(room)
+        if streamer_id is None:
             raise UnknownRoom(f"no room {room!r}")
-        self._rooms[room] = streamer.id
-        return streamer.id
+        self._rooms[room] = streamer_id
+        return streamer_id
 
     # -- writing ---------------------------------------------------------------------
 

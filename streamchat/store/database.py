@@ -40,6 +40,10 @@ class Database:
             _ensure_parent_dir(self.url.database)
             # The writer is serialised by SQLite anyway; waiting beats failing with "locked".
             kwargs["connect_args"] = {"timeout": 30}
+            # Each aiosqlite connection is a thread: keep a fixed set rather than open
+            # and close overflow connections under every burst.
+            if self.url.database not in (None, "", ":memory:"):
+                kwargs.update(pool_size=10, max_overflow=0)
         else:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import timedelta
 
-from sqlalchemy import delete, select, tuple_, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from streamchat.store.database import Database
@@ -28,41 +28,50 @@ class PresenceStore:
         joined: Iterable[tuple[str, str]],
         left: Iterable[tuple[str, str]],
         ttl: timedelta,
+        refresh: bool = True,
     ) -> None:
-        """Record this node's ``(room, user_id)`` changes and refresh all of its rows."""
+        """Record this node's ``(room, user_id)`` changes.
+
+        With ``refresh``, also push the expiry of all of this node's rows forward
+        and drop the rows of nodes that died: a node does that every so often,
+        not with every change.
+        """
         now = utcnow()
         joined_rows = [
             {"room": room, "user_id": user, "node_id": node_id, "expires_at": now + ttl}
             for room, user in joined
         ]
-        left_pairs = list(left)
+        left_rows = [{"r": room, "u": user, "n": node_id} for room, user in left]
         dialect = sqlite if self._db.is_sqlite else postgresql
-        async with self._db.session() as session:
-            # Chunked: a mass leave (a restart) must not build one giant statement.
-            for start in range(0, len(left_pairs), _CHUNK):
-                await session.execute(
+        async with self._db.connect() as conn, conn.begin():
+            if left_rows:
+                # One statement run for each row (executemany): each finds its row
+                # by primary key, where a row-value IN makes SQLite scan the table.
+                await conn.execute(
                     delete(RoomPresence).where(
-                        RoomPresence.node_id == node_id,
-                        tuple_(RoomPresence.room, RoomPresence.user_id).in_(
-                            left_pairs[start : start + _CHUNK]
-                        ),
-                    )
+                        RoomPresence.room == bindparam("r"),
+                        RoomPresence.user_id == bindparam("u"),
+                        RoomPresence.node_id == bindparam("n"),
+                    ),
+                    left_rows,
                 )
+            # Chunked: a mass join (a restart) must not build one giant statement.
             for start in range(0, len(joined_rows), _CHUNK):
                 stmt = dialect.insert(RoomPresence).values(joined_rows[start : start + _CHUNK])
-                await session.execute(
+                await conn.execute(
                     stmt.on_conflict_do_update(
                         index_elements=["room", "user_id", "node_id"],
                         set_={"expires_at": stmt.excluded.expires_at},
                     )
                 )
-            await session.execute(
-                update(RoomPresence)
-                .where(RoomPresence.node_id == node_id)
-                .values(expires_at=now + ttl)
-            )
-            # Rows of nodes that died without cleaning up.
-            await session.execute(delete(RoomPresence).where(RoomPresence.expires_at < now))
+            if refresh:
+                await conn.execute(
+                    update(RoomPresence)
+                    .where(RoomPresence.node_id == node_id)
+                    .values(expires_at=now + ttl)
+                )
+                # Rows of nodes that died without cleaning up.
+                await conn.execute(delete(RoomPresence).where(RoomPresence.expires_at < now))
 
     async def users(self, room: str, *, exclude_node: str | None = None) -> list[User]:
         """The users present in ``room`` on live nodes (other than ``exclude_node``)."""

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Collection
 from datetime import timedelta
 
 from sqlalchemy import delete, select
 
+from streamchat.store.batching import BatchedLookup
 from streamchat.store.database import Database
 from streamchat.store.models import Session, User, utcnow
 
@@ -25,6 +27,8 @@ class SessionStore:
     def __init__(self, db: Database, *, ttl: timedelta) -> None:
         self._db = db
         self._ttl = ttl
+        # Every request and WebSocket handshake asks: a burst of them shares a query.
+        self._users = BatchedLookup(self._users_of)
 
     async def create(self, user_id: str) -> str:
         """Start a session for ``user_id``; return the opaque token for the cookie."""
@@ -61,10 +65,12 @@ class SessionStore:
 
     async def resolve(self, token: str) -> User | None:
         """The user of a live session, or ``None`` for an unknown or expired token."""
-        # Every request and WebSocket handshake asks, so this is one plain read on
-        # a pooled connection, without an ORM session around it.
+        return await self._users.get(session_key(token))
+
+    async def _users_of(self, keys: Collection[str]) -> dict[str, User]:
         query = (
             select(
+                Session.token_hash,
                 User.twitch_id,
                 User.login,
                 User.display_name,
@@ -72,19 +78,21 @@ class SessionStore:
                 User.created_at,
             )
             .join(Session, Session.user_id == User.twitch_id)
-            .where(Session.token_hash == session_key(token), Session.expires_at > utcnow())
+            .where(Session.token_hash.in_(list(keys)), Session.expires_at > utcnow())
         )
+        # One plain read on a pooled connection, without an ORM session around it.
         async with self._db.connect() as conn:
-            row = (await conn.execute(query)).first()
-        if row is None:
-            return None
-        return User(
-            twitch_id=row.twitch_id,
-            login=row.login,
-            display_name=row.display_name,
-            favorite_streamer_id=row.favorite_streamer_id,
-            created_at=row.created_at,
-        )
+            rows = (await conn.execute(query)).all()
+        return {
+            row.token_hash: User(
+                twitch_id=row.twitch_id,
+                login=row.login,
+                display_name=row.display_name,
+                favorite_streamer_id=row.favorite_streamer_id,
+                created_at=row.created_at,
+            )
+            for row in rows
+        }
 
     async def revoke(self, token: str) -> bool:
         """End the session; return whether it existed."""

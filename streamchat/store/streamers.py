@@ -59,6 +59,17 @@ class StreamerStore:
                 select(Streamer).where(or_(Streamer.login == ref.lower(), Streamer.id == ref))
             )
 
+    async def ids_by_login(self, logins: Iterable[str]) -> dict[str, str]:
+        """The IDs of the streamers with these exact logins (lowercase), by login."""
+        wanted = [login for login in logins if _REF.fullmatch(login)]
+        if not wanted:
+            return {}
+        async with self._db.connect() as conn:
+            rows = await conn.execute(
+                select(Streamer.login, Streamer.id).where(Streamer.login.in_(wanted))
+            )
+            return {row.login: row.id for row in rows}
+
     async def get(self, streamer_id: str) -> Streamer | None:
         async with self._db.session() as session:
             return await session.get(Streamer, streamer_id)

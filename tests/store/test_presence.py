@@ -26,3 +26,21 @@ async def test_mass_join_and_leave_in_one_sync(database_url: str) -> None:
         assert await store.users("sablesignal", exclude_node="node-b") == []
     finally:
         await db.close()
+
+
+async def test_expiry_moves_only_on_refresh(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        await db.migrate()
+        await UserStore(db).register("700001")
+        store = PresenceStore(db)
+        await store.sync(
+            "node-a", joined=[("refreshroom", "700001")], left=[], ttl=timedelta(seconds=30)
+        )
+        gone = timedelta(seconds=-1)  # a "refresh" that leaves the rows already expired
+        await store.sync("node-a", joined=[], left=[], ttl=gone, refresh=False)
+        assert [u.twitch_id for u in await store.users("refreshroom")] == ["700001"]
+        await store.sync("node-a", joined=[], left=[], ttl=gone, refresh=True)
+        assert await store.users("refreshroom") == []
+    finally:
+        await db.close()

@@ -98,7 +98,13 @@ class SQLStore(Store):
             "max_messages", option(max_messages, options, "max_messages")
         )
         self._dialect = engine_url.get_backend_name()
-        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        kwargs: dict[str, Any]
+        if self._dialect == "sqlite" and _is_sqlite_file(engine_url):
+            # A file cannot go stale, so no ping per checkout; and a fixed pool, since
+            # every new aiosqlite connection is a new thread.
+            kwargs = {"pool_size": 10, "max_overflow": 0}
+        else:
+            kwargs = {"pool_pre_ping": True}
         kwargs.update(engine_options or {})
         try:
             self._engine: AsyncEngine = create_async_engine(engine_url, **kwargs)
@@ -542,6 +548,12 @@ class SQLStore(Store):
                 for row in await conn.execute(stmt):
                     result[str(row[0])] = (str(row[1]), int(row[2]))
         return result
+
+
+def _is_sqlite_file(url: sa.URL) -> bool:
+    """A SQLite database on disk (an in-memory one has a single-connection pool)."""
+    database = url.database or ""
+    return database not in ("", ":memory:") and url.query.get("mode") != "memory"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
