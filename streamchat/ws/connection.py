@@ -84,6 +84,25 @@ class ConnectionLimits:
 class Connection:
     """A connected client: its user (if logged in), its rooms and its outbox."""
 
+    # Thousands sit idle at once: no per-instance __dict__, and the deques that
+    # only a client that errs or publishes needs are made on first use.
+    __slots__ = (
+        "_closing",
+        "_drained",
+        "_errors",
+        "_flush_scheduled",
+        "_limits",
+        "_outbox",
+        "_pipeline",
+        "_queued",
+        "_rooms",
+        "_subscribed",
+        "_wire",
+        "_ws",
+        "session_key",
+        "user",
+    )
+
     def __init__(
         self,
         websocket: WebSocket,
@@ -105,12 +124,12 @@ class Connection:
         self._queued = 0
         self._flush_scheduled = False
         self._drained: asyncio.Event | None = None
-        self._errors: deque[float] = deque()
+        self._errors: deque[float] | None = None
         self._closing: tuple[int, str] | None = None
         # Publishes are stored while the next requests are read: the store
         # commits what queues up together, so one busy client is not held to one
         # commit per message. Acks still come in order (the store keeps it).
-        self._pipeline: deque[asyncio.Task[None]] = deque()
+        self._pipeline: deque[asyncio.Task[None]] | None = None
         wire.on_writable(self._schedule_flush)
 
     # -- the Member side: frames from rooms ---------------------------------------------
@@ -210,7 +229,7 @@ class Connection:
         try:
             await self._read()
         finally:
-            if self._pipeline:
+            if self._pipeline:  # None or empty: nothing in flight
                 # Publishes already handed to the store finish; their acks may not
                 # reach the client, which resends with the same nonce.
                 await asyncio.wait(self._pipeline, timeout=_PIPELINE_DRAIN_TIMEOUT)
@@ -241,6 +260,8 @@ class Connection:
     async def _pipelined(self, request: Publish) -> None:
         """Check a publish now, in order; store and ack it in the background."""
         pipeline = self._pipeline
+        if pipeline is None:
+            pipeline = self._pipeline = deque()
         while pipeline and pipeline[0].done():
             pipeline.popleft()
         if len(pipeline) >= self._limits.max_pipelined:
@@ -343,10 +364,13 @@ class Connection:
     def _fail(self, request_id: int | str | None, error: StreamchatError) -> None:
         self.deliver(error_frame(request_id, error))
         now = time.monotonic()
-        self._errors.append(now)
-        while self._errors and self._errors[0] <= now - self._limits.error_window:
-            self._errors.popleft()
-        if len(self._errors) > self._limits.max_errors:
+        errors = self._errors
+        if errors is None:
+            errors = self._errors = deque()
+        errors.append(now)
+        while errors and errors[0] <= now - self._limits.error_window:
+            errors.popleft()
+        if len(errors) > self._limits.max_errors:
             self.close(CloseCode.POLICY, "too many errors")
 
     async def _leave_all(self) -> None:
