@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from starlette.datastructures import URL, Headers
+from starlette.requests import cookie_parser
 from starlette.websockets import WebSocket
 
 from streamchat.http.deps import SESSION_COOKIE, Services
@@ -22,19 +24,39 @@ PATH = "/ws"
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
     """Serve one client of the room protocol, from handshake to close."""
+    connection = await _accept(websocket)
+    if connection is None:
+        return
+    connections = websocket.app.state.services.connections
+    connections.add(connection)
+    try:
+        await connection.serve()
+    finally:
+        connections.discard(connection)
+
+
+async def _accept(websocket: WebSocket) -> Connection | None:
+    """Check and accept the handshake; ``None`` if it was refused.
+
+    A separate frame, and no caches on ``websocket``: what the handshake needed
+    (headers, cookies, the user's database row) is garbage once it returns,
+    rather than held for as long as the connection stays open.
+    """
     services: Services = websocket.app.state.services
-    origin = websocket.headers.get("origin")
+    scope = websocket.scope
+    headers = Headers(scope=scope)
+    origin = headers.get("origin")
     if origin is not None and not is_trusted_origin(
         origin,
-        scheme=websocket.url.scheme,
-        host=websocket.headers.get("host"),
+        scheme=URL(scope=scope).scheme,
+        host=headers.get("host"),
         allowed=services.allowed_origins,
     ):
         # Before accept: the handshake is refused (HTTP 403), so a foreign page
         # cannot ride the user's cookie into a chat session.
         await websocket.close(CloseCode.FORBIDDEN_ORIGIN)
-        return
-    wire = websocket.scope.get("extensions", {}).get(WIRE_EXTENSION)
+        return None
+    wire = scope.get("extensions", {}).get(WIRE_EXTENSION)
     if not isinstance(wire, DirectWire):
         log.error(
             "refusing a WebSocket: the server must run streamchat's WebSocket protocol "
@@ -42,17 +64,20 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             PROTOCOL_CLASS,
         )
         await websocket.close(1011)
-        return
-    token = websocket.cookies.get(SESSION_COOKIE)
+        return None
+    cookies: dict[str, str] = {}
+    for header in headers.getlist("cookie"):
+        cookies.update(cookie_parser(header))
+    token = cookies.get(SESSION_COOKIE)
     try:
         user = await services.sessions.resolve(token) if token and len(token) <= 128 else None
     except Exception:
         # Outside the HTTP middleware nothing else turns this into a clean refusal.
         log.exception("could not check the session of a WebSocket; refusing it")
         await websocket.close(1011)
-        return
+        return None
     await websocket.accept()
-    connection = Connection(
+    return Connection(
         websocket,
         wire,
         services.rooms,
@@ -60,8 +85,3 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         session_key=session_key(token) if user and token else None,
         limits=services.connection_limits,
     )
-    services.connections.add(connection)
-    try:
-        await connection.serve()
-    finally:
-        services.connections.discard(connection)
