@@ -16,8 +16,10 @@ fall back to plain ASGI ``send``.
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from collections.abc import Callable
+from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
@@ -104,10 +106,107 @@ class DirectWire:
             self._on_writable()
 
 
+class _Inbox:
+    """What ``asyncio.Queue`` does for uvicorn's protocol, for a fraction of its memory.
+
+    uvicorn only puts without waiting, gets, and asks whether it is empty; an
+    ``asyncio.Queue`` holds four deques (about 3 kB) for that, on every idle
+    connection. Waiters and items take memory only while there are some.
+    """
+
+    __slots__ = ("_items", "_waiters")
+
+    def __init__(self) -> None:
+        self._items: list[Any] = []
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        # Like asyncio.Queue: one item wakes one getter.
+        self._wake_next()
+
+    async def get(self) -> Any:
+        while not self._items:
+            waiter = asyncio.get_running_loop().create_future()
+            if self._waiters is None:
+                self._waiters = []
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                # As asyncio.Queue.get: a getter woken but cancelled passes the wakeup on.
+                waiter.cancel()
+                if self._waiters and waiter in self._waiters:
+                    self._waiters.remove(waiter)
+                if self._items and not waiter.cancelled():
+                    self._wake_next()
+                raise
+        return self._items.pop(0)
+
+    def _wake_next(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.pop(0)
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+
+class _Flag:
+    """``asyncio.Event`` without its deque: uvicorn's ``writable``, set nearly always."""
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        if not self._set:
+            self._set = True
+            waiters, self._waiters = self._waiters, None
+            for waiter in waiters or ():
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> bool:
+        if self._set:
+            return True
+        waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        try:
+            await waiter
+            return True
+        finally:
+            if self._waiters is not None and waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+
 class StreamchatWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's sans-I/O WebSocket protocol, with a :class:`DirectWire` in the scope."""
 
     wire: DirectWire
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Same behaviour, lighter objects: see _Inbox and _Flag.
+        self.queue = _Inbox()  # type: ignore[assignment]
+        self.writable = _Flag()  # type: ignore[assignment]
+        self.writable.set()
 
     def handle_connect(self, event: Request) -> None:
         self.wire = DirectWire(self)
