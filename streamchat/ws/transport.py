@@ -21,6 +21,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
 
@@ -215,6 +216,15 @@ class StreamchatWebSocketProtocol(WebSocketsSansIOProtocol):
         if scope is not None:
             # The ASGI task is created but has not run yet: it will see this.
             scope["extensions"][WIRE_EXTENSION] = self.wire
+
+    async def send(self, message: ASGISendEvent) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.accept" and self.handshake_complete:
+            # The handshake's request and response stay referenced for the
+            # connection's life (here, and the request in websockets' parser
+            # frame) but are not read again: drop their headers, ~3 kB.
+            self.request.headers.clear()
+            self.response.headers.clear()
 
     def resume_writing(self) -> None:
         super().resume_writing()
