@@ -77,6 +77,9 @@ async def _accept(websocket: WebSocket) -> Connection | None:
         await websocket.close(1011)
         return None
     await websocket.accept()
+    # Nothing reads the request's headers after the handshake; the scope lives
+    # as long as the connection.
+    scope["headers"] = []
     return Connection(
         websocket,
         wire,
