@@ -295,6 +295,8 @@ class RoomFeeds:
         elif (idle := self._idle.pop(room, None)) is not None:
             idle.cancel()
         feed.add(member, parked=parked)
+        if feed.is_ready:
+            return feed
         try:
             async with asyncio.timeout(self._ready_timeout):
                 await feed.ready()

@@ -24,10 +24,11 @@ import random
 import secrets
 import time
 import zlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -41,6 +42,9 @@ from .._options import option, positive_int
 from ..base import Store
 
 __all__ = ["SQLStore"]
+
+_B = TypeVar("_B")
+_R = TypeVar("_R")
 
 _DEFAULT_DRIVERS = {
     "postgresql": "postgresql+asyncpg",
@@ -114,6 +118,14 @@ class SQLStore(Store):
             ) from exc
         if self._dialect == "sqlite":
             event.listen(self._engine.sync_engine, "connect", _sqlite_pragmas)
+        # SQLite in a file: group commits run whole in one thread of their own, on a
+        # connection of their own. Through aiosqlite, each statement of a commit is
+        # several hand-overs between threads, each waiting for a busy event loop.
+        self._writer = (
+            _SQLiteWriter(engine_url)
+            if self._dialect == "sqlite" and _is_sqlite_file(engine_url)
+            else None
+        )
 
         self._metadata = sa.MetaData()
         self.channels = sa.Table(
@@ -142,6 +154,7 @@ class SQLStore(Store):
             postgresql_where=not_null,
         )
 
+        self._statements = self._prepare_statements()
         self._queue: list[_Append] = []
         self._committer: asyncio.Task[None] | None = None
 
@@ -216,6 +229,8 @@ class SQLStore(Store):
             if not committer.done():
                 committer.cancel()
                 await asyncio.wait({committer})
+        if self._writer is not None:
+            await self._writer.close()
         await self._engine.dispose()
 
     # -- writing --
@@ -267,54 +282,59 @@ class SQLStore(Store):
 
     async def _commit(self, batch: list[_Append]) -> list[tuple[Message, bool]]:
         """Store ``batch`` in one transaction; the results are in the batch's order."""
+        async with self._errors():
+            if self._writer is not None:
+                return await self._writer.run(self._commit_rows, batch)
+            async with self._write() as conn:
+                return await conn.run_sync(self._commit_rows, batch)
+
+    def _commit_rows(self, conn: sa.Connection, batch: list[_Append]) -> list[tuple[Message, bool]]:
+        """The work of :meth:`_commit`, inside its transaction (synchronous SQLAlchemy)."""
         messages = self.messages
         results: list[tuple[Message, bool] | None] = [None] * len(batch)
         now = time.time()
-        async with self._errors(), self._write() as conn:
-            # Dedupe keys stored before, or repeated within the batch, resolve to
-            # the message that holds them.
-            keyed = {
-                (item.channel, item.dedupe_key) for item in batch if item.dedupe_key is not None
-            }
-            known = await self._find_many(conn, keyed) if keyed else {}
-            by_channel: dict[str, list[int]] = {}
-            claimed: dict[tuple[str, str], int] = {}
-            for index, item in enumerate(batch):
-                if item.dedupe_key is not None:
-                    key = (item.channel, item.dedupe_key)
-                    if key in known or key in claimed:
-                        continue
-                    claimed[key] = index
-                by_channel.setdefault(item.channel, []).append(index)
-            rows: list[dict[str, Any]] = []
-            reserved = await self._reserve(
-                conn, {channel: len(indexes) for channel, indexes in by_channel.items()}
-            )
-            for channel, indexes in by_channel.items():
-                epoch, last = reserved[channel]
-                first = last - len(indexes) + 1
-                for offset, index in enumerate(indexes):
-                    item = batch[index]
-                    seq = first + offset
-                    rows.append(
-                        {
-                            "channel": channel,
-                            "seq": seq,
-                            "payload": item.payload,
-                            "created_at": now,
-                            "dedupe_key": item.dedupe_key,
-                        }
+        # Dedupe keys stored before, or repeated within the batch, resolve to
+        # the message that holds them.
+        keyed = {(item.channel, item.dedupe_key) for item in batch if item.dedupe_key is not None}
+        known = self._find_many(conn, keyed) if keyed else {}
+        by_channel: dict[str, list[int]] = {}
+        claimed: dict[tuple[str, str], int] = {}
+        for index, item in enumerate(batch):
+            if item.dedupe_key is not None:
+                key = (item.channel, item.dedupe_key)
+                if key in known or key in claimed:
+                    continue
+                claimed[key] = index
+            by_channel.setdefault(item.channel, []).append(index)
+        rows: list[dict[str, Any]] = []
+        reserved = self._reserve(
+            conn, {channel: len(indexes) for channel, indexes in by_channel.items()}
+        )
+        for channel, indexes in by_channel.items():
+            epoch, last = reserved[channel]
+            first = last - len(indexes) + 1
+            for offset, index in enumerate(indexes):
+                item = batch[index]
+                seq = first + offset
+                rows.append(
+                    {
+                        "channel": channel,
+                        "seq": seq,
+                        "payload": item.payload,
+                        "created_at": now,
+                        "dedupe_key": item.dedupe_key,
+                    }
+                )
+                results[index] = (Message(channel, seq, item.payload, now, epoch), True)
+            if self.max_messages is not None and last > self.max_messages:
+                conn.execute(
+                    messages.delete().where(
+                        messages.c.channel == channel,
+                        messages.c.seq <= last - self.max_messages,
                     )
-                    results[index] = (Message(channel, seq, item.payload, now, epoch), True)
-                if self.max_messages is not None and last > self.max_messages:
-                    await conn.execute(
-                        messages.delete().where(
-                            messages.c.channel == channel,
-                            messages.c.seq <= last - self.max_messages,
-                        )
-                    )
-            if rows:
-                await conn.execute(messages.insert(), rows)
+                )
+        if rows:
+            conn.execute(self._statements["insert"], rows)
         for index, item in enumerate(batch):
             if results[index] is None:
                 assert item.dedupe_key is not None
@@ -327,33 +347,19 @@ class SQLStore(Store):
                 results[index] = (original, False)
         return [result for result in results if result is not None]
 
-    async def _find_many(
-        self, conn: AsyncConnection, keys: set[tuple[str, str]]
+    def _find_many(
+        self, conn: sa.Connection, keys: set[tuple[str, str]]
     ) -> dict[tuple[str, str], Message]:
         """The stored messages of these ``(channel, dedupe_key)`` pairs, in few queries."""
-        messages, channels = self.messages, self.channels
         found: dict[tuple[str, str], Message] = {}
         pairs = sorted(keys)
-        # Two IN lists rather than a row-value IN: SQLite searches the
-        # (channel, dedupe_key) index for the former and scans the table for the latter.
         for start in range(0, len(pairs), _LAST_MANY_CHUNK):
             chunk = pairs[start : start + _LAST_MANY_CHUNK]
-            stmt = (
-                sa.select(
-                    messages.c.channel,
-                    messages.c.dedupe_key,
-                    messages.c.seq,
-                    messages.c.payload,
-                    messages.c.created_at,
-                    channels.c.epoch,
-                )
-                .join(channels, channels.c.channel == messages.c.channel)
-                .where(
-                    messages.c.channel.in_({channel for channel, _ in chunk}),
-                    messages.c.dedupe_key.in_({key for _, key in chunk}),
-                )
-            )
-            for row in await conn.execute(stmt):
+            params = {
+                "channels": list({channel for channel, _ in chunk}),
+                "keys": list({key for _, key in chunk}),
+            }
+            for row in conn.execute(self._statements["find"], params):
                 pair = (row[0], row[1])
                 if pair in keys:
                     found[pair] = Message(
@@ -361,34 +367,79 @@ class SQLStore(Store):
                     )
         return found
 
-    async def _reserve(
-        self, conn: AsyncConnection, counts: dict[str, int]
-    ) -> dict[str, tuple[str, int]]:
-        """Reserve ``counts[channel]`` seqs of each channel in one statement.
+    def _prepare_statements(self) -> dict[str, Any]:
+        """The group commit's statements, built once.
+
+        Built per commit, SQLAlchemy's statement objects become reference cycles:
+        at hundreds of commits a second, tens of thousands of objects for the
+        garbage collector, whose pauses then show up as latency.
+        """
+        messages, channels = self.messages, self.channels
+        statements: dict[str, Any] = {
+            "insert": messages.insert(),
+            "find": sa.select(
+                messages.c.channel,
+                messages.c.dedupe_key,
+                messages.c.seq,
+                messages.c.payload,
+                messages.c.created_at,
+                channels.c.epoch,
+            )
+            .join(channels, channels.c.channel == messages.c.channel)
+            .where(
+                # Two IN lists rather than a row-value IN: SQLite searches the
+                # (channel, dedupe_key) index for the former and scans the table for the latter.
+                messages.c.channel.in_(sa.bindparam("channels", expanding=True)),
+                messages.c.dedupe_key.in_(sa.bindparam("keys", expanding=True)),
+            ),
+            # One channel's reservation: SQLite (in-process) runs one per channel.
+            "reserve": channels.update()
+            .where(channels.c.channel == sa.bindparam("name"))
+            .values(last_seq=channels.c.last_seq + sa.bindparam("count", type_=sa.BigInteger))
+            .returning(channels.c.channel, channels.c.epoch, channels.c.last_seq),
+        }
+        if self._dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import ARRAY
+
+            # Every channel's reservation in one round trip, from two arrays.
+            wanted = sa.select(
+                sa.func.unnest(sa.bindparam("names", type_=ARRAY(sa.String))).label("name"),
+                sa.func.unnest(sa.bindparam("counts", type_=ARRAY(sa.BigInteger))).label("count"),
+            ).subquery("wanted")
+            statements["reserve_many"] = (
+                channels.update()
+                .where(channels.c.channel == wanted.c.name)
+                .values(last_seq=channels.c.last_seq + wanted.c.count)
+                .returning(channels.c.channel, channels.c.epoch, channels.c.last_seq)
+            )
+        return statements
+
+    def _reserve(self, conn: sa.Connection, counts: dict[str, int]) -> dict[str, tuple[str, int]]:
+        """Reserve ``counts[channel]`` seqs of each channel.
 
         Returns each channel's epoch and the last seq reserved; channels without a
         row yet get one first.
         """
-        channels = self.channels
         reserved: dict[str, tuple[str, int]] = {}
         pending = dict(counts)
+        many = self._statements.get("reserve_many")
         for _ in range(2):
             if not pending:
                 break
-            stmt = (
-                channels.update()
-                .where(channels.c.channel.in_(list(pending)))
-                .values(
-                    last_seq=channels.c.last_seq
-                    + sa.case(pending, value=channels.c.channel, else_=0)
+            if many is not None:
+                rows = list(
+                    conn.execute(many, {"names": list(pending), "counts": list(pending.values())})
                 )
-                .returning(channels.c.channel, channels.c.epoch, channels.c.last_seq)
-            )
-            for row in await conn.execute(stmt):
+            else:
+                one = self._statements["reserve"]
+                rows = []
+                for name, count in pending.items():
+                    rows.extend(conn.execute(one, {"name": name, "count": count}))
+            for row in rows:
                 reserved[str(row[0])] = (str(row[1]), int(row[2]))
                 pending.pop(str(row[0]), None)
             for channel in pending:
-                await self._create_channel(conn, channel)
+                self._create_channel(conn, channel)
         if pending:
             raise StoreError(f"could not create the rows of channels {sorted(pending)!r}")
         return reserved
@@ -445,11 +496,11 @@ class SQLStore(Store):
         stmt = self._increment(count).where(self.channels.c.channel == channel)
         row = (await conn.execute(stmt)).first()
         if row is None:
-            await self._create_channel(conn, channel)
+            await conn.run_sync(self._create_channel, channel)
             row = (await conn.execute(stmt)).one()
         return str(row[0]), int(row[1])
 
-    async def _create_channel(self, conn: AsyncConnection, channel: str) -> None:
+    def _create_channel(self, conn: sa.Connection, channel: str) -> None:
         """Insert the channel row with a new epoch, unless another transaction just did."""
         messages = self.messages
         # Start after any message left behind (a channel row deleted on its own), so the
@@ -464,17 +515,17 @@ class SQLStore(Store):
             from sqlalchemy.dialects import postgresql
 
             stmt = postgresql.insert(self.channels).from_select(columns, start)
-            await conn.execute(stmt.on_conflict_do_nothing())
+            conn.execute(stmt.on_conflict_do_nothing())
             return
         if self._dialect == "sqlite":
             from sqlalchemy.dialects import sqlite
 
             lite = sqlite.insert(self.channels).from_select(columns, start)
-            await conn.execute(lite.on_conflict_do_nothing())
+            conn.execute(lite.on_conflict_do_nothing())
             return
         try:
-            async with conn.begin_nested():
-                await conn.execute(self.channels.insert().from_select(columns, start))
+            with conn.begin_nested():
+                conn.execute(self.channels.insert().from_select(columns, start))
         except IntegrityError:
             pass
 
@@ -531,7 +582,7 @@ class SQLStore(Store):
             if row is None:
                 # Fix the epoch on first use, so a position taken now stays valid.
                 async with self._write() as conn:
-                    await self._create_channel(conn, channel)
+                    await conn.run_sync(self._create_channel, channel)
                     row = (await conn.execute(stmt)).one()
         return str(row[0]), int(row[1])
 
@@ -548,6 +599,42 @@ class SQLStore(Store):
                 for row in await conn.execute(stmt):
                     result[str(row[0])] = (str(row[1]), int(row[2]))
         return result
+
+
+class _SQLiteWriter:
+    """Write transactions on a SQLite file, each run whole in one dedicated thread.
+
+    A transaction is handed to the thread once and comes back committed (or
+    rolled back): one hand-over per batch, whatever the number of statements.
+    Takes SQLite's write lock up front (``BEGIN IMMEDIATE``), like the async path.
+    """
+
+    def __init__(self, url: sa.URL) -> None:
+        self._engine = sa.create_engine(
+            url.set(drivername="sqlite+pysqlite"), pool_size=1, max_overflow=0
+        )
+        event.listen(self._engine, "connect", _sqlite_pragmas)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pubsub-sqlite")
+
+    async def run(self, work: Callable[[sa.Connection, _B], _R], arg: _B) -> _R:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, self._transaction, work, arg)
+
+    def _transaction(self, work: Callable[[sa.Connection, _B], _R], arg: _B) -> _R:
+        with self._engine.connect() as conn:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                result = work(conn, arg)
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+            return result
+
+    async def close(self) -> None:
+        # The connection belongs to the thread: close it there, after any last commit.
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._engine.dispose)
+        self._thread.shutdown(wait=False)
 
 
 def _is_sqlite_file(url: sa.URL) -> bool:
