@@ -68,6 +68,7 @@ class PubSub:
         self._backoff = reconnect_backoff
         self._sweep_interval = sweep_interval
         self._channels: dict[str, ChannelState] = {}
+        self._positions = _Positions(self._store)
         self._tasks: list[asyncio.Task[None]] = []
         self._connected = False
         self._health = Health(LinkState.DISCONNECTED, time.time())
@@ -340,7 +341,7 @@ class PubSub:
             log.warning(
                 "channel %r: broker subscribe failed (%s); retried on reconnect", state.name, exc
             )
-        state.epoch, state.last_seq = await self._store.last(state.name)
+        state.epoch, state.last_seq = await self._positions.get(state.name)
         state.ready = True
         held, state.held = state.held, []
         for envelope in held:
@@ -541,3 +542,62 @@ class PubSub:
                 raise
             except Exception:
                 log.exception("pubsub: sweep failed")
+
+
+class _Positions:
+    """Channel positions asked for together are read with one ``last_many``.
+
+    After a restart every client comes back at once, and each first subscriber
+    of a channel needs its position: one query for all of them rather than a
+    round trip each. Channels the store has never seen get theirs from ``last``,
+    which fixes their epoch.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._waiting: dict[str, list[asyncio.Future[tuple[str, int]]]] = {}
+        self._runner: asyncio.Task[None] | None = None
+
+    async def get(self, channel: str) -> tuple[str, int]:
+        future: asyncio.Future[tuple[str, int]] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(channel, []).append(future)
+        if self._runner is None:
+            self._runner = asyncio.create_task(self._run(), name="pubsub-positions")
+        return await future
+
+    async def _run(self) -> None:
+        batch: dict[str, list[asyncio.Future[tuple[str, int]]]] = {}
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, {}
+                try:
+                    found = await self._store.last_many(list(batch))
+                except Exception as exc:
+                    for futures in batch.values():
+                        _fail(futures, exc)
+                    continue
+                missing = [channel for channel in batch if channel not in found]
+                created = await asyncio.gather(
+                    *(self._store.last(channel) for channel in missing), return_exceptions=True
+                )
+                for channel, position in zip(missing, created, strict=True):
+                    if isinstance(position, BaseException):
+                        _fail(batch.pop(channel), position)
+                    else:
+                        found[channel] = position
+                for channel, futures in batch.items():
+                    for future in futures:
+                        if not future.done():
+                            future.set_result(found[channel])
+        finally:
+            self._runner = None
+            for futures in (*batch.values(), *self._waiting.values()):
+                for future in futures:
+                    future.cancel()  # a no-op for those answered
+            self._waiting.clear()
+
+
+def _fail(futures: list[asyncio.Future[tuple[str, int]]], exc: BaseException) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_exception(exc)
