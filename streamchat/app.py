@@ -97,6 +97,7 @@ async def _running(settings: Settings) -> AsyncIterator[Services]:
         stack.push_async_callback(pubsub.disconnect)
 
         sessions = SessionStore(db, ttl=timedelta(seconds=settings.session_ttl_seconds))
+        stack.push_async_callback(sessions.close)
         presence = PresenceTracker(PresenceStore(db))
         stack.push_async_callback(presence.close)
         room_service = RoomService(

@@ -113,6 +113,8 @@ class PubSub:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        # A lookup started for a subscriber that has gone must not outlive the store.
+        await self._positions.close()
         for state in self._channels.values():
             for sub in state.subscribers:
                 sub._close()
@@ -564,6 +566,13 @@ class _Positions:
         if self._runner is None:
             self._runner = asyncio.create_task(self._run(), name="pubsub-positions")
         return await future
+
+    async def close(self) -> None:
+        """Cancel a lookup in flight (its waiters are cancelled) and wait for it to end."""
+        runner = self._runner
+        if runner is not None:
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
 
     async def _run(self) -> None:
         batch: dict[str, list[asyncio.Future[tuple[str, int]]]] = {}

@@ -292,6 +292,7 @@ class RoomService:
 
     async def close(self) -> None:
         await self.feeds.close()
+        await self._lookup.close()
 
 
 def _frame(room: str, message: Message) -> bytes:

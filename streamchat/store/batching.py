@@ -37,6 +37,17 @@ class BatchedLookup(Generic[K, V]):
             self._runner = asyncio.create_task(self._run(), name="batched-lookup")
         return await future
 
+    async def close(self) -> None:
+        """Cancel a fetch in flight (its callers are cancelled) and wait for it to end.
+
+        Call before closing what ``fetch`` uses: a fetch started for callers that
+        have since gone must not outlive its database.
+        """
+        runner = self._runner
+        if runner is not None:
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
+
     async def _run(self) -> None:
         try:
             while self._waiting:

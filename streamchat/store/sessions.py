@@ -30,6 +30,10 @@ class SessionStore:
         # Every request and WebSocket handshake asks: a burst of them shares a query.
         self._users = BatchedLookup(self._users_of)
 
+    async def close(self) -> None:
+        """Stop a lookup in flight; call before closing the database."""
+        await self._users.close()
+
     async def create(self, user_id: str) -> str:
         """Start a session for ``user_id``; return the opaque token for the cookie."""
         token = secrets.token_urlsafe(32)  # 256 bits
