@@ -76,3 +76,18 @@ async def test_a_cancelled_caller_does_not_disturb_the_others() -> None:
     assert await stays == "B"
     with pytest.raises(asyncio.CancelledError):
         await gone
+
+
+async def test_close_cancels_a_fetch_in_flight() -> None:
+    recorder = Recorder()
+    recorder.release.clear()  # the fetch never ends on its own
+    lookup = BatchedLookup(recorder.fetch)
+    caller = asyncio.create_task(lookup.get("a"))
+    await asyncio.sleep(0.01)
+    assert recorder.calls == [{"a"}]
+    await lookup.close()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    # Usable again afterwards.
+    recorder.release.set()
+    assert await lookup.get("b") == "B"
