@@ -7,12 +7,13 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Collection, Coroutine
 from types import TracebackType
 from typing import Any
 
+from ._batching import BatchedLookup
 from ._channel import ChannelState
-from ._errors import BrokerError, PubSubError
+from ._errors import BrokerError, PubSubError, StoreError
 from ._health import Health, LinkState
 from ._message import Message
 from ._registry import make_broker, make_store
@@ -68,7 +69,9 @@ class PubSub:
         self._backoff = reconnect_backoff
         self._sweep_interval = sweep_interval
         self._channels: dict[str, ChannelState] = {}
-        self._positions = _Positions(self._store)
+        # After a restart every client comes back at once, and each channel's first
+        # subscriber needs its position: one query for those asked together.
+        self._positions = BatchedLookup(self._positions_of)
         self._tasks: list[asyncio.Task[None]] = []
         self._connected = False
         self._health = Health(LinkState.DISCONNECTED, time.time())
@@ -343,11 +346,28 @@ class PubSub:
             log.warning(
                 "channel %r: broker subscribe failed (%s); retried on reconnect", state.name, exc
             )
-        state.epoch, state.last_seq = await self._positions.get(state.name)
+        position = await self._positions.get(state.name)
+        if position is None:  # _positions_of answers for every channel, or raises
+            raise StoreError(f"no position for channel {state.name!r}")
+        state.epoch, state.last_seq = position
         state.ready = True
         held, state.held = state.held, []
         for envelope in held:
             await self._dispatch_envelope(state, envelope)
+
+    async def _positions_of(self, channels: Collection[str]) -> dict[str, tuple[str, int]]:
+        """``last`` of each channel: one ``last_many``, then ``last`` for channels the
+        store has never seen (which fixes their epoch)."""
+        found = await self._store.last_many(channels)
+        missing = [channel for channel in channels if channel not in found]
+        created = await asyncio.gather(
+            *(self._store.last(channel) for channel in missing), return_exceptions=True
+        )
+        for channel, position in zip(missing, created, strict=True):
+            if isinstance(position, BaseException):
+                raise position
+            found[channel] = position
+        return found
 
     async def _release(self, state: ChannelState, sub: Subscription) -> None:
         sub._close()
@@ -544,69 +564,3 @@ class PubSub:
                 raise
             except Exception:
                 log.exception("pubsub: sweep failed")
-
-
-class _Positions:
-    """Channel positions asked for together are read with one ``last_many``.
-
-    After a restart every client comes back at once, and each first subscriber
-    of a channel needs its position: one query for all of them rather than a
-    round trip each. Channels the store has never seen get theirs from ``last``,
-    which fixes their epoch.
-    """
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self._waiting: dict[str, list[asyncio.Future[tuple[str, int]]]] = {}
-        self._runner: asyncio.Task[None] | None = None
-
-    async def get(self, channel: str) -> tuple[str, int]:
-        future: asyncio.Future[tuple[str, int]] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(channel, []).append(future)
-        if self._runner is None:
-            self._runner = asyncio.create_task(self._run(), name="pubsub-positions")
-        return await future
-
-    async def close(self) -> None:
-        """Cancel a lookup in flight (its waiters are cancelled) and wait for it to end."""
-        runner = self._runner
-        if runner is not None:
-            runner.cancel()
-            await asyncio.gather(runner, return_exceptions=True)
-
-    async def _run(self) -> None:
-        batch: dict[str, list[asyncio.Future[tuple[str, int]]]] = {}
-        try:
-            while self._waiting:
-                batch, self._waiting = self._waiting, {}
-                try:
-                    found = await self._store.last_many(list(batch))
-                except Exception as exc:
-                    for futures in batch.values():
-                        _fail(futures, exc)
-                    continue
-                missing = [channel for channel in batch if channel not in found]
-                created = await asyncio.gather(
-                    *(self._store.last(channel) for channel in missing), return_exceptions=True
-                )
-                for channel, position in zip(missing, created, strict=True):
-                    if isinstance(position, BaseException):
-                        _fail(batch.pop(channel), position)
-                    else:
-                        found[channel] = position
-                for channel, futures in batch.items():
-                    for future in futures:
-                        if not future.done():
-                            future.set_result(found[channel])
-        finally:
-            self._runner = None
-            for futures in (*batch.values(), *self._waiting.values()):
-                for future in futures:
-                    future.cancel()  # a no-op for those answered
-            self._waiting.clear()
-
-
-def _fail(futures: list[asyncio.Future[tuple[str, int]]], exc: BaseException) -> None:
-    for future in futures:
-        if not future.done():
-            future.set_exception(exc)

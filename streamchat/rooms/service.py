@@ -29,11 +29,10 @@ from streamchat.protocol import (
     encode,
     message_frame,
 )
-from streamchat.pubsub import Message, PubSub, PubSubError
+from streamchat.pubsub import BatchedLookup, Message, PubSub, PubSubError
 from streamchat.rooms.feeds import Member, RoomFeeds, channel_of
 from streamchat.rooms.presence import PresenceTracker
 from streamchat.rooms.ratelimit import RateLimiter
-from streamchat.store.batching import BatchedLookup
 from streamchat.store.streamers import StreamerStore
 
 __all__ = ["Outgoing", "Posted", "RoomLimits", "RoomService"]

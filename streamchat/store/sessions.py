@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from sqlalchemy import delete, select
 
-from streamchat.store.batching import BatchedLookup
+from streamchat.pubsub import BatchedLookup
 from streamchat.store.database import Database
 from streamchat.store.models import Session, User, utcnow
 

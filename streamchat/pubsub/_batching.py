@@ -15,10 +15,11 @@ V = TypeVar("V")
 class BatchedLookup(Generic[K, V]):
     """Look keys up in batches: one query for every key asked since the last one began.
 
-    A caller alone waits for a query of one key, as before. Under load, the keys
-    asked while a query runs wait for the next, which takes them all (up to
+    A caller alone waits for a query of its one key. Under load, the keys asked
+    while a query runs wait for the next, which takes them all (up to
     ``max_batch``): the database sees a few ``IN`` queries instead of one round
-    trip per caller, and the event loop one wake-up per batch.
+    trip per caller, and the event loop one wake-up per batch. ``fetch`` gets
+    the distinct keys and returns what it found; a key it leaves out is ``None``.
     """
 
     def __init__(

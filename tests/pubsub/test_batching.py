@@ -7,7 +7,7 @@ from collections.abc import Collection
 
 import pytest
 
-from streamchat.store.batching import BatchedLookup
+from streamchat.pubsub import BatchedLookup
 
 
 class Recorder:
