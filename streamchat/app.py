@@ -15,11 +15,14 @@ from fastapi import FastAPI, WebSocket
 from starlette.types import Receive, Scope, Send
 
 from streamchat import __version__
+from streamchat.actors import Node, running_actors
 from streamchat.config import Settings
-from streamchat.http import admin, auth, health, rooms, streamers, users
+from streamchat.http import admin, auth, health, metrics, rooms, streamers, users
 from streamchat.http.deps import Services
 from streamchat.http.errors import install_error_handlers
 from streamchat.http.origin import OriginCheckMiddleware
+from streamchat.http.request_id import RequestIdMiddleware
+from streamchat.metrics import Metrics
 from streamchat.pubsub import PubSub
 from streamchat.rooms.presence import PresenceTracker
 from streamchat.rooms.service import RoomLimits, RoomService
@@ -98,8 +101,10 @@ async def _running(settings: Settings) -> AsyncIterator[Services]:
 
         sessions = SessionStore(db, ttl=timedelta(seconds=settings.session_ttl_seconds))
         stack.push_async_callback(sessions.close)
-        presence = PresenceTracker(PresenceStore(db))
+        node = Node.here("server")
+        presence = PresenceTracker(PresenceStore(db), node_id=node.id)
         stack.push_async_callback(presence.close)
+        metrics = Metrics()
         room_service = RoomService(
             pubsub,
             streamer_store,
@@ -109,6 +114,7 @@ async def _running(settings: Settings) -> AsyncIterator[Services]:
                 announce_presence_at_most=settings.presence_announce_limit,
             ),
             flush_interval=settings.ws_flush_interval,
+            on_sent=metrics.observe_publish,
         )
         stack.push_async_callback(room_service.close)
         connections = ConnectionRegistry(
@@ -120,6 +126,18 @@ async def _running(settings: Settings) -> AsyncIterator[Services]:
         background.start(presence.run(), "presence")
         background.start(connections.listen(), "sessions-ended")
         background.start(connections.recheck(), "sessions-recheck")
+        background.start(room_service.listen_broadcasts(), "room-broadcasts")
+
+        cluster = await stack.enter_async_context(
+            running_actors(settings, node, db, pubsub, singletons=settings.run_singletons)
+        )
+        metrics.bind(
+            connections=connections.__len__,
+            rooms=room_service,
+            pubsub=pubsub,
+            cluster=cluster,
+            db=db,
+        )
 
         # Thousands of long-lived connections make every full garbage collection
         # walk them all: a pause that shows up as latency. Objects made at start
@@ -139,6 +157,8 @@ async def _running(settings: Settings) -> AsyncIterator[Services]:
             pubsub=pubsub,
             rooms=room_service,
             connections=connections,
+            cluster=cluster,
+            metrics=metrics,
             connection_limits=ConnectionLimits(
                 max_subscriptions=settings.max_subscriptions,
                 max_queued_bytes=settings.ws_max_queued_bytes,
@@ -180,7 +200,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(OriginCheckMiddleware, allowed_origins=settings.allowed_origins)
+    # Outermost: every response, errors included, carries the request id.
+    app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
-    for module in (health, auth, users, streamers, rooms, admin):
+    for module in (health, metrics, auth, users, streamers, rooms, admin):
         app.include_router(module.router)
     return app

@@ -1,15 +1,15 @@
-"""The ``streamchat`` command: serve, migrate, seed, chat."""
+"""The ``streamchat`` command: serve, worker, migrate, seed, chat."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from streamchat.config import AuthMode, Settings, is_loopback
+from streamchat.logs import configure_logging
 
 __all__ = ["app", "main"]
 
@@ -30,14 +30,6 @@ DatabaseUrl = Annotated[
 def _settings(**overrides: Any) -> Settings:
     """Environment first, then the flags that were actually given."""
     return Settings(**{key: value for key, value in overrides.items() if value is not None})
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-    )
-    # Alembic narrates every start at INFO; only its warnings matter to an operator.
-    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def refuse_unsafe_bind(settings: Settings) -> str | None:
@@ -95,6 +87,17 @@ def serve(
         bool | None,
         typer.Option("--rate-limit/--no-rate-limit", help="[env STREAMCHAT_RATE_LIMIT]"),
     ] = None,
+    no_workers: Annotated[
+        bool,
+        typer.Option(
+            "--no-workers",
+            help="Leave the singleton actors (stream watcher, retention) to `streamchat worker` "
+            "processes [env STREAMCHAT_RUN_SINGLETONS=false]",
+        ),
+    ] = False,
+    log_format: Annotated[
+        str | None, typer.Option(help="text or json [env STREAMCHAT_LOG_FORMAT]")
+    ] = None,
 ) -> None:
     """Run the server."""
     import uvicorn
@@ -116,11 +119,13 @@ def serve(
         log_level=log_level,
         store_url=store_url,
         rate_limit=rate_limit,
+        run_singletons=False if no_workers else None,
+        log_format=log_format,
     )
     if (reason := refuse_unsafe_bind(settings)) is not None:
         console.print(f"[bold red]streamchat:[/] {reason}")
         raise typer.Exit(code=2)
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     if settings.auth_mode is AuthMode.DEV:
         console.print(
             "[yellow]dev auth mode:[/] anyone can log in by Twitch ID "
@@ -132,12 +137,48 @@ def serve(
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
+        # Logging is configured above (text or JSON); uvicorn's loggers go through it.
+        log_config=None,
         proxy_headers=True,
         ws_max_size=settings.ws_max_message_size,
         ws_ping_interval=settings.ws_ping_interval,
         ws_ping_timeout=settings.ws_ping_timeout,
         ws_per_message_deflate=settings.ws_compression,
     )
+
+
+@app.command()
+def worker(
+    database_url: DatabaseUrl = None,
+    broker_url: Annotated[str | None, typer.Option(help="[env STREAMCHAT_BROKER_URL]")] = None,
+    store_url: Annotated[
+        str | None,
+        typer.Option(help="Chat history store; default the database [env STREAMCHAT_STORE_URL]"),
+    ] = None,
+    log_level: Annotated[str | None, typer.Option(help="[env STREAMCHAT_LOG_LEVEL]")] = None,
+    log_format: Annotated[
+        str | None, typer.Option(help="text or json [env STREAMCHAT_LOG_FORMAT]")
+    ] = None,
+) -> None:
+    """Run the singleton actors (stream watcher, retention) beside the servers.
+
+    Start as many as you like: one leads, the others stand by and take over
+    within seconds if it dies.
+    """
+    from streamchat.worker import refuse_worker, run_worker
+
+    settings = _settings(
+        database_url=database_url,
+        broker_url=broker_url,
+        store_url=store_url,
+        log_level=log_level,
+        log_format=log_format,
+    )
+    if (reason := refuse_worker(settings)) is not None:
+        console.print(f"[bold red]streamchat worker:[/] {reason}")
+        raise typer.Exit(code=2)
+    configure_logging(settings.log_level, settings.log_format)
+    asyncio.run(run_worker(settings))
 
 
 @app.command()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -63,6 +63,34 @@ class Settings(BaseSettings):
     session_recheck_seconds: float = Field(default=30.0, gt=0)
     #: permessage-deflate costs CPU per recipient for little gain on short chat lines.
     ws_compression: bool = False
+    #: ``text`` or ``json`` (one JSON object per line).
+    log_format: Literal["text", "json"] = "text"
+    #: ``GET /metrics`` without the admin token; ``false`` puts it behind the token.
+    metrics_public: bool = True
+
+    # -- background actors --
+    #: Run the singleton actors (stream watcher, retention) in this server; ``serve
+    #: --no-workers`` leaves them to ``streamchat worker`` processes.
+    run_singletons: bool = True
+    #: Where live stream status comes from: ``sample`` is the bundled, made-up schedule.
+    watch_source: Literal["sample"] = "sample"
+    #: Seconds between two refreshes of every streamer's live status.
+    watch_interval: float = Field(default=10.0, gt=0)
+    #: How much faster than real time the sample schedule runs (for demos and tests).
+    watch_speed: float = Field(default=1.0, gt=0, le=1_000_000)
+    #: The sample schedule's seed: the same seed, the same streams everywhere.
+    watch_seed: int = 0
+    #: Chat messages older than this many days are pruned (0: kept forever).
+    retention_days: float = Field(default=30.0, ge=0)
+    #: Each room keeps at most this many newest messages (0: no limit).
+    retention_max_messages: int = Field(default=100_000, ge=0)
+    #: Seconds between two retention runs.
+    retention_interval: float = Field(default=300.0, gt=0)
+    #: Seconds between two sweeps of dead processes' presence rows and expired sessions.
+    janitor_interval: float = Field(default=30.0, gt=0)
+    #: A singleton actor's process must renew its lease within this many seconds, or
+    #: another process takes the actor over.
+    actor_lease_seconds: float = Field(default=10.0, ge=1, le=300)
 
     @field_validator("allowed_origins", mode="before")
     @classmethod

@@ -9,19 +9,29 @@ WebSocket layer sends the same code in an ``error`` frame::
     │   ├── MalformedFrame          malformed_json
     │   ├── UnknownType             unknown_type
     │   ├── InvalidFrame            invalid_frame
-    │   └── InvalidText             invalid_text
+    │   ├── InvalidText             invalid_text
+    │   └── InvalidCommand          invalid_command
     ├── NotAuthenticated            not_authenticated      401
     ├── Forbidden                   forbidden              403
     │   └── CrossSiteRequest        cross_site_request
     ├── NotFound                    not_found              404
     │   ├── UserNotFound            user_not_found
     │   ├── StreamerNotFound        streamer_not_found
-    │   └── UnknownRoom             unknown_room
+    │   ├── UnknownRoom             unknown_room
+    │   └── UnknownActor            unknown_actor
     ├── Conflict                    conflict               409
     │   └── LoginTaken              login_taken
     ├── RateLimited                 rate_limited           429
     │   └── TooManySubscriptions    too_many_subscriptions
-    └── Unavailable                 unavailable            503
+    ├── HistoryTrimmed              history_trimmed        410
+    ├── Unavailable                 unavailable            503
+    │   ├── MailboxFull             mailbox_full
+    │   ├── ActorUnavailable        actor_unavailable
+    │   └── ActorCrashed            actor_crashed
+    └── ActorTimeout                actor_timeout          504
+
+:func:`error_from` rebuilds an error from its code, for errors that crossed a
+process boundary (an actor's reply relayed through the broker).
 """
 
 from __future__ import annotations
@@ -29,13 +39,19 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 __all__ = [
+    "ActorCrashed",
+    "ActorTimeout",
+    "ActorUnavailable",
     "Conflict",
     "CrossSiteRequest",
     "Forbidden",
+    "HistoryTrimmed",
+    "InvalidCommand",
     "InvalidFrame",
     "InvalidInput",
     "InvalidText",
     "LoginTaken",
+    "MailboxFull",
     "MalformedFrame",
     "NotAuthenticated",
     "NotFound",
@@ -44,9 +60,11 @@ __all__ = [
     "StreamerNotFound",
     "TooManySubscriptions",
     "Unavailable",
+    "UnknownActor",
     "UnknownRoom",
     "UnknownType",
     "UserNotFound",
+    "error_from",
 ]
 
 
@@ -145,3 +163,58 @@ class Unavailable(StreamchatError):
 
 class TooManySubscriptions(RateLimited):
     code = "too_many_subscriptions"
+
+
+class InvalidCommand(InvalidInput):
+    """An actor command that the actor does not know, or with arguments of the wrong shape."""
+
+    code = "invalid_command"
+
+
+class UnknownActor(NotFound):
+    code = "unknown_actor"
+
+
+class MailboxFull(Unavailable):
+    """The actor's mailbox is full: the sender should retry later."""
+
+    code = "mailbox_full"
+
+
+class ActorUnavailable(Unavailable):
+    """No process runs the actor right now (stopping, or no leader elected yet)."""
+
+    code = "actor_unavailable"
+
+
+class ActorCrashed(Unavailable):
+    """The actor crashed while handling the command; it is being restarted."""
+
+    code = "actor_crashed"
+
+
+class ActorTimeout(StreamchatError):
+    code = "actor_timeout"
+    status = 504
+
+
+def _subclasses(cls: type[StreamchatError]) -> list[type[StreamchatError]]:
+    found = [cls]
+    for sub in cls.__subclasses__():
+        found.extend(_subclasses(sub))
+    return found
+
+
+def error_from(code: str, message: str, *, details: Any = None) -> StreamchatError:
+    """The error of this ``code``; :class:`Unavailable` for a code this version does not know."""
+    for cls in _subclasses(StreamchatError):
+        if cls.code == code:
+            return cls(message, details=details)
+    return Unavailable(message, details=details)
+
+
+class HistoryTrimmed(StreamchatError):
+    """Messages a replay was about to deliver were pruned meanwhile (retention)."""
+
+    code = "history_trimmed"
+    status = 410

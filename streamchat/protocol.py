@@ -184,6 +184,8 @@ class Subscribed(_Reply, tag="subscribed", frozen=True):
     seq: int
     epoch: str
     recovered: bool
+    #: When history was pruned past ``since``: the oldest seq still kept.
+    oldest: int | None = None
 
 
 class Unsubscribed(_Reply, tag="unsubscribed", frozen=True):

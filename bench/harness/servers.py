@@ -207,6 +207,8 @@ async def start_server(
             "STREAMCHAT_RATE_LIMIT": "off",
             "STREAMCHAT_LOG_LEVEL": "warning",
             "STREAMCHAT_SEED_SAMPLE_DATA": "true",
+            # Stream status events would add deliveries the peers have no counterpart of.
+            "STREAMCHAT_RUN_SINGLETONS": "false",
         }
     extra.update(env or {})
     child_env.update(extra)

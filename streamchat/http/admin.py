@@ -6,10 +6,12 @@ import hmac
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, status
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from streamchat.errors import Forbidden, NotAuthenticated
-from streamchat.http.deps import ServicesDep
+from streamchat.http.deps import LOGGED, ServicesDep
+from streamchat.http.schemas import printable as _printable
+from streamchat.protocol import MAX_TEXT_LENGTH
 
 __all__ = ["router"]
 
@@ -31,7 +33,9 @@ async def require_admin(
         raise Forbidden("wrong admin token")
 
 
-router = APIRouter(prefix="/api/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+router = APIRouter(
+    prefix="/api/admin", tags=["admin"], dependencies=[*LOGGED, Depends(require_admin)]
+)
 
 
 class EventIn(BaseModel):
@@ -42,6 +46,40 @@ class EventIn(BaseModel):
 @router.post("/rooms/{room}/events", status_code=status.HTTP_202_ACCEPTED)
 async def broadcast_event(room: str, body: EventIn, services: ServicesDep) -> dict[str, str]:
     """Send an ``event`` (a system broadcast) to everyone in a room right now."""
-    await services.rooms.resolve(room)
     await services.rooms.announce(room, body.kind, body.data)
+    return {"status": "sent"}
+
+
+class CommandIn(BaseModel):
+    command: Annotated[str, Field(min_length=1, max_length=64)]
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class BroadcastIn(BaseModel):
+    text: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT_LENGTH),
+        AfterValidator(_printable),
+    ]
+
+
+@router.get("/actors")
+async def list_actors(services: ServicesDep) -> dict[str, Any]:
+    """Every actor on every live process: its state, mailbox depth, restarts and last error."""
+    return await services.cluster.listing()
+
+
+@router.post("/actors/{name}/commands")
+async def command_actor(name: str, body: CommandIn, services: ServicesDep) -> dict[str, Any]:
+    """Send a command to an actor, wherever it runs, and return its reply."""
+    reply = await services.cluster.command(name, body.command, body.args)
+    return {"actor": name, "command": body.command, "reply": reply}
+
+
+@router.post("/broadcast", status_code=status.HTTP_202_ACCEPTED)
+async def broadcast(body: BroadcastIn, services: ServicesDep) -> dict[str, str]:
+    """An ``event`` of kind ``broadcast`` to every room on every process, and a broadcast
+    command to every actor."""
+    await services.rooms.broadcast("broadcast", {"text": body.text})
+    await services.cluster.broadcast(body.text)
     return {"status": "sent"}

@@ -7,8 +7,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from streamchat.actors import Cluster
 from streamchat.config import Settings
 from streamchat.errors import NotAuthenticated
+from streamchat.http.request_id import request_id
+from streamchat.logs import log_http
+from streamchat.metrics import Metrics
 from streamchat.pubsub import PubSub
 from streamchat.rooms.service import RoomService
 from streamchat.store.database import Database
@@ -20,6 +24,7 @@ from streamchat.ws.connection import ConnectionLimits
 from streamchat.ws.registry import ConnectionRegistry
 
 __all__ = [
+    "LOGGED",
     "SESSION_COOKIE",
     "CurrentUser",
     "OptionalUser",
@@ -43,6 +48,8 @@ class Services:
     pubsub: PubSub
     rooms: RoomService
     connections: ConnectionRegistry
+    cluster: Cluster
+    metrics: Metrics
     connection_limits: ConnectionLimits
     allowed_origins: frozenset[str]
 
@@ -71,3 +78,14 @@ async def current_user(user: Annotated[User | None, Depends(optional_user)]) -> 
 
 OptionalUser = Annotated[User | None, Depends(optional_user)]
 CurrentUser = Annotated[User, Depends(current_user)]
+
+
+async def log_request(request: Request, user: OptionalUser) -> None:
+    """The line every API request logs as it starts (the user is resolved once, and reused)."""
+    log_http(
+        request.method, request.url.path, user.twitch_id if user else None, request_id(request)
+    )
+
+
+#: Router dependencies of every API route: log the request as it starts.
+LOGGED = [Depends(log_request)]

@@ -8,12 +8,12 @@ import msgspec
 from fastapi import APIRouter, Query, Response
 
 from streamchat.errors import InvalidInput
-from streamchat.http.deps import ServicesDep
+from streamchat.http.deps import LOGGED, ServicesDep
 from streamchat.protocol import encode
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api", tags=["rooms"])
+router = APIRouter(prefix="/api", tags=["rooms"], dependencies=LOGGED)
 
 
 class _Page(msgspec.Struct):

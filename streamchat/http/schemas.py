@@ -15,10 +15,11 @@ __all__ = [
     "RegisterIn",
     "StreamerOut",
     "UserOut",
+    "printable",
 ]
 
 
-def _printable(value: str) -> str:
+def printable(value: str) -> str:
     if any(not ch.isprintable() for ch in value):
         raise ValueError("must not contain control characters")
     return value
@@ -29,7 +30,7 @@ Login = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{1,25}$")]
 DisplayName = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=50),
-    AfterValidator(_printable),
+    AfterValidator(printable),
 ]
 
 

@@ -247,6 +247,20 @@ class PubSub:
         _check_channel(channel)
         return await self._store.last(channel)
 
+    async def prune(
+        self, *, older_than: float | None = None, keep_last: int | None = None, limit: int = 1000
+    ) -> int:
+        """Delete at most ``limit`` stored messages, of every channel; return how many.
+
+        Deleted are the messages created before ``older_than`` (UNIX seconds) and those
+        beyond the newest ``keep_last`` of their channel, oldest first. Call again until it
+        returns less than ``limit``: each call is short, and publishing goes on in between.
+        Epochs and last seqs never change, so positions stay valid; a ``since`` from before
+        the oldest retained message gives ``recovered=False``, and a pruned message's
+        dedupe key is forgotten. See :meth:`Store.prune`.
+        """
+        return await self._store.prune(older_than=older_than, keep_last=keep_last, limit=limit)
+
     # -- subscribing --
 
     @contextlib.asynccontextmanager

@@ -88,6 +88,8 @@ class FlushScheduler:
 
     def __init__(self, interval: float = 0.005) -> None:
         self.interval = interval
+        #: Frames handed to members in shared batches so far (for the metrics).
+        self.delivered = 0
         self._dirty: dict[RoomFeed, None] = {}
         self._handle: asyncio.Handle | None = None
         self._next = 0.0
@@ -192,8 +194,10 @@ class RoomFeed:
         if self._pending:
             batch = Batch(self._pending)
             self._pending = []
-            for member in self._live:
+            live = self._live
+            for member in live:
                 member.deliver_batch(batch)
+            self._scheduler.delivered += len(batch.frames) * len(live)
         if self._joining:
             self._live.update(self._joining)
             self._joining.clear()
@@ -206,6 +210,13 @@ class RoomFeed:
             frame = message_frame(self.room, message.seq, message.payload)
         else:
             frame = message.payload  # ephemeral payloads are complete frames
+        self._hand_out(message.seq, frame)
+
+    def inject(self, frame: bytes) -> None:
+        """Hand an ephemeral frame (not from this room's channel) to the members."""
+        self._hand_out(0, frame)
+
+    def _hand_out(self, seq: int, frame: bytes) -> None:
         if self._live:
             self._pending.append(frame)
             self._scheduler.request(self)
@@ -215,7 +226,7 @@ class RoomFeed:
             member.deliver(frame)
         for member, parked in self._parked.items():
             if len(parked.frames) < MAX_PARKED:
-                parked.frames.append((message.seq, frame))
+                parked.frames.append((seq, frame))
             else:
                 member.overflow()
 
@@ -286,6 +297,20 @@ class RoomFeeds:
 
     def get(self, room: str) -> RoomFeed | None:
         return self._feeds.get(room)
+
+    def rooms(self) -> list[str]:
+        """The rooms this process has a feed of."""
+        return list(self._feeds)
+
+    @property
+    def members(self) -> int:
+        """Subscriptions of this process's members, every room together."""
+        return sum(len(feed) for feed in self._feeds.values())
+
+    @property
+    def delivered(self) -> int:
+        """Frames handed to members in shared batches so far."""
+        return self._scheduler.delivered
 
     async def add(self, room: str, member: Member, *, parked: bool) -> RoomFeed:
         """Make ``member`` a member of ``room``'s feed, starting the feed if needed."""

@@ -8,15 +8,24 @@ its sequence number) and only then published and acknowledged.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import msgspec
 
-from streamchat.errors import InvalidText, NotAuthenticated, RateLimited, UnknownRoom
+from streamchat.errors import (
+    HistoryTrimmed,
+    InvalidText,
+    NotAuthenticated,
+    RateLimited,
+    UnknownRoom,
+)
 from streamchat.protocol import (
     MAX_HISTORY,
     MAX_TEXT_LENGTH,
@@ -27,9 +36,11 @@ from streamchat.protocol import (
     Subscribed,
     UserRef,
     encode,
+    error_frame,
     message_frame,
 )
 from streamchat.pubsub import BatchedLookup, Message, PubSub, PubSubError
+from streamchat.rooms.events import BROADCAST_CHANNEL, RoomBroadcast, RoomEvents
 from streamchat.rooms.feeds import Member, RoomFeeds, channel_of
 from streamchat.rooms.presence import PresenceTracker
 from streamchat.rooms.ratelimit import RateLimiter
@@ -42,6 +53,7 @@ log = logging.getLogger("streamchat.rooms")
 # Small enough that a page of the longest messages fits well within an outbox.
 _REPLAY_PAGE = 100
 _chat_decoder = msgspec.json.Decoder(ChatMessage)
+_broadcast_decoder = msgspec.json.Decoder(RoomBroadcast)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,11 +112,17 @@ class RoomService:
         *,
         limits: RoomLimits | None = None,
         flush_interval: float = 0.005,
+        on_sent: Callable[[float], None] | None = None,
     ) -> None:
         self._pubsub = pubsub
         self._streamers = streamers
         self.presence = presence
         self.feeds = RoomFeeds(pubsub, flush_interval=flush_interval)
+        self.events = RoomEvents(pubsub)
+        #: Chat messages stored by this process (retries of a stored nonce not counted).
+        self.published = 0
+        # Told how long each message took to store and publish (seconds).
+        self._on_sent = on_sent
         self._limits = limits or RoomLimits()
         self._limiter = RateLimiter(window=self._limits.window)
         # login -> streamer ID; rooms are created with streamers and never renamed here.
@@ -165,6 +183,7 @@ class RoomService:
         The store takes the message before this coroutine first waits, so sends
         started in some order are stored (and numbered) in that order.
         """
+        started = time.perf_counter()
         stored = await self._pubsub.publish(
             channel_of(outgoing.room), outgoing.body, dedupe_key=outgoing.dedupe_key
         )
@@ -172,13 +191,46 @@ class RoomService:
         if stored.payload != outgoing.body:
             # The nonce was seen before: acknowledge the original message again.
             message_id = _chat_decoder.decode(stored.payload).message_id
+        else:
+            self.published += 1
+        if self._on_sent is not None:
+            self._on_sent(time.perf_counter() - started)
         return Posted(outgoing.room, stored.seq, message_id)
 
     async def announce(self, room: str, kind: str, data: dict[str, object]) -> None:
         """Send an ``event`` to everyone in ``room`` now (not stored, not replayed)."""
-        await self._pubsub.publish(
-            channel_of(room), encode(EventFrame(room, kind, data)), store=False
-        )
+        await self.resolve(room)
+        await self.events.announce(room, kind, data)
+
+    async def broadcast(self, kind: str, data: dict[str, object]) -> None:
+        """Send an ``event`` to every room, on every server process (not stored)."""
+        await self.events.broadcast(kind, data)
+
+    async def listen_broadcasts(self) -> None:
+        """Hand every broadcast event to this process's rooms, until cancelled."""
+        failures = 0
+        while True:
+            try:
+                async with self._pubsub.subscribe(BROADCAST_CHANNEL) as sub:
+                    failures = 0
+                    async for message in sub:
+                        self._broadcast_here(message.payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                failures += 1
+                log.exception("listening for broadcasts failed (%d)", failures)
+                await asyncio.sleep(min(10.0, 0.2 * 2**failures) * random.uniform(0.5, 1.0))
+
+    def _broadcast_here(self, payload: bytes) -> None:
+        try:
+            event = _broadcast_decoder.decode(payload)
+        except msgspec.DecodeError as exc:
+            log.warning("dropped a malformed broadcast: %s", exc)
+            return
+        for room in self.feeds.rooms():
+            if (feed := self.feeds.get(room)) is not None:
+                feed.inject(encode(EventFrame(room, event.kind, event.data)))
 
     # -- reading ---------------------------------------------------------------------
 
@@ -240,6 +292,8 @@ class RoomService:
             if valid and start < last:
                 replay = await self._pubsub.read(channel, after=start, limit=_REPLAY_PAGE)
             recovered = valid and (start == last or (bool(replay) and replay[0].seq == start + 1))
+            # History was pruned past `since`: say where what is kept begins.
+            oldest = replay[0].seq if valid and not recovered and replay else None
             member.deliver(
                 encode(
                     Subscribed(
@@ -248,14 +302,19 @@ class RoomService:
                         seq=last,
                         epoch=current_epoch,
                         recovered=recovered,
+                        oldest=oldest,
                     )
                 )
             )
             delivered = start if valid else last
+            # The one gap the reply announced; any other was pruned while replaying.
+            announced = start if oldest is not None else None
             while replay:
                 for message in replay:
                     if message.seq > last:
                         break
+                    if message.seq != delivered + 1 and delivered != announced:
+                        member.deliver(_trimmed(request_id, delivered, message.seq))
                     member.deliver(_frame(room, message))
                     delivered = message.seq
                 if delivered >= last or replay[-1].seq >= last:
@@ -263,6 +322,10 @@ class RoomService:
                 # Let the connection write what it has before reading the next page.
                 await member.drained()
                 replay = await self._pubsub.read(channel, after=delivered, limit=_REPLAY_PAGE)
+            if valid and delivered < last:
+                # Everything up to `last` went while replaying.
+                member.deliver(_trimmed(request_id, delivered, last + 1))
+                delivered = last
             feed.go_live(member, delivered)
         except BaseException:
             await self.feeds.discard(room, member)
@@ -292,6 +355,16 @@ class RoomService:
     async def close(self) -> None:
         await self.feeds.close()
         await self._lookup.close()
+
+
+def _trimmed(request_id: int | str | None, delivered: int, next_seq: int) -> bytes:
+    return error_frame(
+        request_id,
+        HistoryTrimmed(
+            f"messages {delivered + 1} to {next_seq - 1} were pruned during the replay",
+            details={"from": delivered + 1, "to": next_seq - 1},
+        ),
+    )
 
 
 def _frame(room: str, message: Message) -> bytes:

@@ -17,7 +17,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "RoomPresence", "Session", "Streamer", "User", "utcnow"]
+__all__ = [
+    "ActorLease",
+    "Base",
+    "ClusterNode",
+    "RoomPresence",
+    "Session",
+    "Streamer",
+    "User",
+    "utcnow",
+]
 
 
 def utcnow() -> datetime:
@@ -121,3 +130,28 @@ class RoomPresence(Base):
     )
     node_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class ClusterNode(Base):
+    """A live streamchat process (a server or a worker), kept alive by its heartbeat."""
+
+    __tablename__ = "cluster_nodes"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    #: ``server`` or ``worker``.
+    kind: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class ActorLease(Base):
+    """Which process runs a singleton actor: the holder renews it, or loses it on expiry."""
+
+    __tablename__ = "actor_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(36))
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

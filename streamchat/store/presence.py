@@ -32,9 +32,9 @@ class PresenceStore:
     ) -> None:
         """Record this node's ``(room, user_id)`` changes.
 
-        With ``refresh``, also push the expiry of all of this node's rows forward
-        and drop the rows of nodes that died: a node does that every so often,
-        not with every change.
+        With ``refresh``, also push the expiry of all of this node's rows forward:
+        a node does that every so often, not with every change. The rows of
+        nodes that died are left to expire (the presence janitor deletes them).
         """
         now = utcnow()
         joined_rows = [
@@ -70,8 +70,6 @@ class PresenceStore:
                     .where(RoomPresence.node_id == node_id)
                     .values(expires_at=now + ttl)
                 )
-                # Rows of nodes that died without cleaning up.
-                await conn.execute(delete(RoomPresence).where(RoomPresence.expires_at < now))
 
     async def users(self, room: str, *, exclude_node: str | None = None) -> list[User]:
         """The users present in ``room`` on live nodes (other than ``exclude_node``)."""

@@ -6,16 +6,27 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from streamchat.store.database import Database
 from streamchat.store.models import Streamer, utcnow
 
-__all__ = ["StreamerStore"]
+__all__ = ["STREAM_FIELDS", "StreamerStore"]
 
 # Logins are [A-Za-z0-9_]{1,25}; IDs are digits, which that covers too.
 _REF = re.compile(r"[A-Za-z0-9_]{1,25}")
+
+#: What the live status of a stream is made of.
+STREAM_FIELDS = (
+    "live",
+    "title",
+    "game_id",
+    "game_name",
+    "viewer_count",
+    "started_at",
+    "language",
+)
 
 _UPDATABLE = (
     "login",
@@ -96,3 +107,27 @@ class StreamerStore:
                 )
                 await session.execute(stmt)
         return sum(len(v) for v in groups.values())
+
+    async def set_streams(self, changes: dict[str, dict[str, Any]]) -> None:
+        """Write the stream status (:data:`STREAM_FIELDS`) of these streamers, by ID, at once."""
+        if not changes:
+            return
+        rows = [
+            {"sid": streamer_id, **{f"v_{name}": values[name] for name in STREAM_FIELDS}}
+            for streamer_id, values in changes.items()
+        ]
+        stmt = (
+            update(Streamer)
+            .where(Streamer.id == bindparam("sid"))
+            .values(
+                {
+                    **{
+                        name: bindparam(f"v_{name}", type_=Streamer.__table__.c[name].type)
+                        for name in STREAM_FIELDS
+                    },
+                    "updated_at": utcnow(),
+                }
+            )
+        )
+        async with self._db.connect() as conn, conn.begin():
+            await conn.execute(stmt, rows)

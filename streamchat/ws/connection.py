@@ -28,6 +28,7 @@ import msgspec
 from starlette.websockets import WebSocket
 
 from streamchat.errors import StreamchatError, TooManySubscriptions, Unavailable
+from streamchat.logs import ACCESS, log_ws
 from streamchat.protocol import (
     Ack,
     History,
@@ -57,6 +58,12 @@ __all__ = ["CloseCode", "Connection", "ConnectionLimits"]
 log = logging.getLogger("streamchat.ws")
 
 _PIPELINE_DRAIN_TIMEOUT = 10.0
+
+#: Each request's ``type``, for the request log.
+_TYPES: dict[type[Request], str] = {
+    cls: str(cls.__struct_config__.tag)
+    for cls in (Subscribe, Unsubscribe, Publish, History, Presence, Ping)
+}
 
 
 class CloseCode(enum.IntEnum):
@@ -99,6 +106,7 @@ class Connection:
         "_subscribed",
         "_wire",
         "_ws",
+        "request_id",
         "session_key",
         "user",
     )
@@ -112,9 +120,12 @@ class Connection:
         user: UserRef | None,
         session_key: str | None,
         limits: ConnectionLimits,
+        request_id: str = "",
     ) -> None:
         self.user = user
         self.session_key = session_key
+        #: The handshake's request id; every request the client sends is logged with it.
+        self.request_id = request_id
         self._ws = websocket
         self._wire = wire
         self._rooms = rooms
@@ -242,6 +253,7 @@ class Connection:
     async def _read(self) -> None:
         receive = self._ws.receive
         while self._closing is None:
+            log_requests = ACCESS.isEnabledFor(logging.INFO)
             message = await receive()
             kind = message["type"]
             if kind == "websocket.disconnect":
@@ -252,10 +264,20 @@ class Connection:
             for request in decode_requests(data):
                 if self._closing is not None:
                     return
+                if log_requests:
+                    self._log(request)
                 if isinstance(request, Publish):
                     await self._pipelined(request)
                 else:
                     await self._handle(request)
+
+    def _log(self, request: Request | RequestError) -> None:
+        if isinstance(request, RequestError):
+            kind, room, frame_id = "invalid", None, request.id
+        else:
+            kind, room, frame_id = _TYPES[type(request)], getattr(request, "room", None), request.id
+        user = self.user
+        log_ws(kind, room, user.id if user else None, self.request_id, frame_id)
 
     async def _pipelined(self, request: Publish) -> None:
         """Check a publish now, in order; store and ack it in the background."""

@@ -10,6 +10,7 @@ from starlette.websockets import WebSocket
 
 from streamchat.http.deps import SESSION_COOKIE, Services
 from streamchat.http.origin import is_trusted_origin
+from streamchat.http.request_id import HEADER, request_id_of
 from streamchat.protocol import UserRef
 from streamchat.store.sessions import session_key
 from streamchat.ws.connection import CloseCode, Connection
@@ -76,7 +77,8 @@ async def _accept(websocket: WebSocket) -> Connection | None:
         log.exception("could not check the session of a WebSocket; refusing it")
         await websocket.close(1011)
         return None
-    await websocket.accept()
+    request_id = request_id_of(headers)
+    await websocket.accept(headers=[(HEADER.encode(), request_id.encode())])
     # Nothing reads the request's headers after the handshake; the scope lives
     # as long as the connection.
     scope["headers"] = []
@@ -87,4 +89,5 @@ async def _accept(websocket: WebSocket) -> Connection | None:
         user=UserRef(user.twitch_id, user.login, user.display_name) if user else None,
         session_key=session_key(token) if user and token else None,
         limits=services.connection_limits,
+        request_id=request_id,
     )

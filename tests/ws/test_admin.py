@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+import asyncio
+import os
+
 import httpx
 import pytest
+from sqlalchemy import text
 
+from streamchat.actors import ActorState
 from streamchat.protocol import EventFrame
-from tests.ws.conftest import ROOM, ServerFactory
+from tests.ws.conftest import OTHER_ROOM, ROOM, ServerFactory
 
 TOKEN = "s3cret-admin-token"
 
@@ -57,3 +62,142 @@ async def test_admin_event_validation(server_factory: ServerFactory) -> None:
             assert unknown.status_code == 404
             bad = await http.post(f"/api/admin/rooms/{ROOM}/events", json={"kind": "Bad Kind!"})
             assert bad.status_code == 422
+
+
+AUTH = {"authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/api/admin/actors", None),
+        ("POST", "/api/admin/actors/retention/commands", {"command": "pause"}),
+        ("POST", "/api/admin/broadcast", {"text": "hi"}),
+    ],
+)
+async def test_actor_control_needs_the_token(
+    server_factory: ServerFactory, method: str, path: str, body: object
+) -> None:
+    async with server_factory(admin_token=TOKEN) as server:
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            missing = await http.request(method, path, json=body)
+            wrong = await http.request(
+                method, path, json=body, headers={"authorization": "Bearer nope"}
+            )
+        assert (missing.status_code, missing.json()["error"]["code"]) == (401, "not_authenticated")
+        assert (wrong.status_code, wrong.json()["error"]["code"]) == (403, "forbidden")
+
+
+async def test_actors_are_listed_with_their_state_and_node(server_factory: ServerFactory) -> None:
+    async with server_factory(admin_token=TOKEN, run_singletons=True) as server:
+        async with httpx.AsyncClient(base_url=server.url, headers=AUTH) as http:
+            for _ in range(100):
+                listing = (await http.get("/api/admin/actors")).json()
+                states = {a["name"]: a["state"] for a in listing["actors"]}
+                if set(states.values()) == {"running"}:
+                    break
+                await asyncio.sleep(0.05)
+        assert states == {
+            "presence-janitor": "running",
+            "retention": "running",
+            "stream-watcher": "running",
+        }
+        node = server.services.cluster.node
+        for actor in listing["actors"]:
+            assert actor["node"] == {
+                "id": node.id,
+                "host": node.host,
+                "pid": os.getpid(),
+                "kind": "server",
+            }
+            assert (actor["mailbox"], actor["restarts"], actor["last_error"]) == (0, 0, None)
+        assert [n["id"] for n in listing["nodes"]] == [node.id]
+
+
+async def test_commands_reach_actors_and_are_checked(server_factory: ServerFactory) -> None:
+    async with (
+        server_factory(admin_token=TOKEN, run_singletons=True) as server,
+        httpx.AsyncClient(base_url=server.url, headers=AUTH) as http,
+    ):
+
+        async def command(name: str, body: object) -> httpx.Response:
+            return await http.post(f"/api/admin/actors/{name}/commands", json=body)
+
+        refreshed = await command("stream-watcher", {"command": "refresh"})
+        assert refreshed.status_code == 200, refreshed.text
+        assert isinstance(refreshed.json()["reply"]["changed"], list)
+
+        paused = await command("stream-watcher", {"command": "pause"})
+        assert paused.json()["reply"] == {"state": "paused"}
+        listing = (await http.get("/api/admin/actors")).json()
+        assert {a["name"]: a["state"] for a in listing["actors"]}["stream-watcher"] == "paused"
+        resumed = await command("stream-watcher", {"command": "resume", "args": {}})
+        assert resumed.json()["reply"] == {"state": "running"}
+
+        swept = await command("presence-janitor", {"command": "sweep"})
+        assert set(swept.json()["reply"]) == {"presence", "nodes", "sessions"}
+        pruned = await command("retention", {"command": "prune"})
+        assert pruned.json()["reply"] == {"deleted": 0}
+
+        for name, body, status, code in [
+            ("nobody", {"command": "pause"}, 404, "unknown_actor"),
+            ("stream-watcher", {"command": "explode"}, 422, "invalid_command"),
+            ("stream-watcher", {"command": "pause", "args": {"x": 1}}, 422, "invalid_command"),
+            ("stream-watcher", {"command": "broadcast", "args": {}}, 422, "invalid_command"),
+            ("stream-watcher", {"args": {}}, 422, "invalid_input"),
+            ("stream-watcher", {"command": "pause", "args": [1]}, 422, "invalid_input"),
+        ]:
+            response = await command(name, body)
+            assert (response.status_code, response.json()["error"]["code"]) == (status, code)
+
+
+async def test_broadcast_reaches_every_room_and_every_actor(server_factory: ServerFactory) -> None:
+    async with server_factory(admin_token=TOKEN) as server, server.connect() as chat:
+        await chat.subscribe(ROOM)
+        await chat.subscribe(OTHER_ROOM)
+        async with httpx.AsyncClient(base_url=server.url, headers=AUTH) as http:
+            sent = await http.post("/api/admin/broadcast", json={"text": "restart at noon"})
+            assert sent.status_code == 202
+            for bad in ({"text": ""}, {"text": "x" * 501}, {"text": "a\nb"}, {}):
+                refused = await http.post("/api/admin/broadcast", json=bad)
+                assert refused.status_code == 422, bad
+        rooms = set()
+        async with asyncio.timeout(5):
+            while len(rooms) < 2:
+                event = await chat.next_event(5)
+                assert event == EventFrame(event.room, "broadcast", {"text": "restart at noon"})  # type: ignore[union-attr]
+                rooms.add(event.room)  # type: ignore[union-attr]
+        assert rooms == {ROOM, OTHER_ROOM}
+
+
+async def test_a_crashing_actor_is_restarted_and_counted(server_factory: ServerFactory) -> None:
+    """The stream watcher's table disappears under it: it crashes, then comes back."""
+    async with server_factory(
+        admin_token=TOKEN, run_singletons=True, watch_interval=0.05
+    ) as server:
+        db = server.services.db
+        async with db.session() as session:
+            await session.execute(text("ALTER TABLE streamers RENAME TO streamers_away"))
+        try:
+            async with httpx.AsyncClient(base_url=server.url, headers=AUTH) as http:
+                for _ in range(200):
+                    listing = (await http.get("/api/admin/actors")).json()
+                    watcher = next(a for a in listing["actors"] if a["name"] == "stream-watcher")
+                    if watcher["restarts"] >= 2:
+                        break
+                    await asyncio.sleep(0.02)
+        finally:
+            async with db.session() as session:
+                await session.execute(text("ALTER TABLE streamers_away RENAME TO streamers"))
+        assert watcher["restarts"] >= 2
+        assert "streamers" in watcher["last_error"]
+        assert watcher["state"] in ("restarting", "running")
+        # Back on its feet once the table is back: it refreshes again.
+        cell = server.services.cluster.actors.cell("stream-watcher")
+        for _ in range(200):
+            if cell.state is ActorState.RUNNING:
+                break
+            await asyncio.sleep(0.05)
+        reply = await server.services.cluster.command("stream-watcher", "refresh", {})
+        assert isinstance(reply, dict)
+        assert isinstance(reply["changed"], list)

@@ -65,6 +65,7 @@ def cluster(cluster_database: str, broker_url: str, tmp_path: Path) -> Iterator[
         "STREAMCHAT_DATABASE_URL": cluster_database,
         "STREAMCHAT_BROKER_URL": broker_url,
         "STREAMCHAT_LOG_LEVEL": "warning",
+        "STREAMCHAT_RUN_SINGLETONS": "false",
     }
     try:
         for i in range(2):

@@ -104,3 +104,30 @@ class Store(abc.ABC):
     async def last_many(self, channels: Iterable[str]) -> dict[str, tuple[str, int]]:
         """``last`` for several channels; channels never used may be missing from the result."""
         return {channel: await self.last(channel) for channel in channels}
+
+    async def prune(
+        self, *, older_than: float | None = None, keep_last: int | None = None, limit: int = 1000
+    ) -> int:
+        """Delete at most ``limit`` stored messages; return how many were deleted.
+
+        Deleted are the messages created before ``older_than`` (UNIX seconds) and those
+        beyond the newest ``keep_last`` of their channel, oldest first and never leaving a
+        hole: a channel's retained messages stay a contiguous run of seqs up to its last.
+        Call again until it returns less than ``limit``. A channel's epoch and last seq
+        never change, so positions stay valid; a ``read`` from before the oldest retained
+        message starts at it, and a pruned message's dedupe key is forgotten.
+
+        Optional: a store without it raises NotImplementedError.
+        """
+        self._check_prune(older_than, keep_last, limit)
+        raise NotImplementedError(f"{type(self).__name__} does not implement prune")
+
+    @staticmethod
+    def _check_prune(older_than: float | None, keep_last: int | None, limit: int) -> None:
+        """Raise ValueError for arguments ``prune`` cannot honour (for implementations)."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        if keep_last is not None and keep_last < 0:
+            raise ValueError(f"keep_last must be at least 0, got {keep_last}")
+        if older_than is None and keep_last is None:
+            raise ValueError("prune needs older_than or keep_last")

@@ -10,6 +10,7 @@ import itertools
 import secrets
 import time
 from collections import deque
+from collections.abc import Callable
 
 from ..._message import Message
 from .._options import option, pop_options, positive_int
@@ -32,13 +33,23 @@ class _Log:
 
 
 class MemoryStore(Store):
-    """``memory://`` (option ``?max_messages=N`` keeps the N newest per channel)."""
+    """``memory://`` (option ``?max_messages=N`` keeps the N newest per channel).
 
-    def __init__(self, url: str = "memory://", *, max_messages: int | None = None) -> None:
+    ``clock`` gives the messages' time (UNIX seconds); tests move it to age messages.
+    """
+
+    def __init__(
+        self,
+        url: str = "memory://",
+        *,
+        max_messages: int | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         _, options = pop_options(url, {"max_messages"})
         self.max_messages = positive_int(
             "max_messages", option(max_messages, options, "max_messages")
         )
+        self._clock = clock
         self._logs: dict[str, _Log] = {}
 
     async def connect(self) -> None:
@@ -62,7 +73,7 @@ class MemoryStore(Store):
             if original is not None:
                 return original, False
         log.last_seq += 1
-        message = Message(channel, log.last_seq, payload, time.time(), log.epoch)
+        message = Message(channel, log.last_seq, payload, self._clock(), log.epoch)
         log.messages.append((message, dedupe_key))
         if dedupe_key is not None:
             log.dedupe[dedupe_key] = message
@@ -95,3 +106,24 @@ class MemoryStore(Store):
     async def last(self, channel: str) -> tuple[str, int]:
         log = self._log(channel)
         return log.epoch, log.last_seq
+
+    async def prune(
+        self, *, older_than: float | None = None, keep_last: int | None = None, limit: int = 1000
+    ) -> int:
+        self._check_prune(older_than, keep_last, limit)
+        deleted = 0
+        for log in self._logs.values():
+            surplus = log.last_seq - keep_last if keep_last is not None else 0
+            while deleted < limit and log.messages:
+                message, key = log.messages[0]
+                if message.seq > surplus and not (
+                    older_than is not None and message.time < older_than
+                ):
+                    break
+                log.messages.popleft()
+                if key is not None:
+                    del log.dedupe[key]
+                deleted += 1
+            if deleted == limit:
+                break
+        return deleted

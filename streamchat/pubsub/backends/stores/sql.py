@@ -56,6 +56,8 @@ _MAX_CHANNEL = 512
 _LAST_MANY_CHUNK = 500
 #: Appends stored by one transaction at most.
 _MAX_BATCH = 500
+#: Channels examined per query while looking for messages to prune.
+_PRUNE_CHANNELS = 500
 
 
 @dataclass(slots=True)
@@ -157,6 +159,9 @@ class SQLStore(Store):
         self._statements = self._prepare_statements()
         self._queue: list[_Append] = []
         self._committer: asyncio.Task[None] | None = None
+        # The channel after which the last prune stopped: the next goes on from there, so
+        # calls repeated until one returns less than its limit pass each channel once.
+        self._prune_after = ""
 
     @property
     def engine(self) -> AsyncEngine:
@@ -421,7 +426,9 @@ class SQLStore(Store):
         row yet get one first.
         """
         reserved: dict[str, tuple[str, int]] = {}
-        pending = dict(counts)
+        # In one order everywhere: two processes locking the same channels' rows in
+        # different orders would deadlock.
+        pending = dict(sorted(counts.items()))
         many = self._statements.get("reserve_many")
         for _ in range(2):
             if not pending:
@@ -438,7 +445,7 @@ class SQLStore(Store):
             for row in rows:
                 reserved[str(row[0])] = (str(row[1]), int(row[2]))
                 pending.pop(str(row[0]), None)
-            for channel in pending:
+            for channel in sorted(pending):
                 self._create_channel(conn, channel)
         if pending:
             raise StoreError(f"could not create the rows of channels {sorted(pending)!r}")
@@ -599,6 +606,155 @@ class SQLStore(Store):
                 for row in await conn.execute(stmt):
                     result[str(row[0])] = (str(row[1]), int(row[2]))
         return result
+
+    # -- retention --
+
+    async def prune(
+        self, *, older_than: float | None = None, keep_last: int | None = None, limit: int = 1000
+    ) -> int:
+        """See :meth:`Store.prune`: finds what to delete without locks, then deletes it
+        in one short transaction."""
+        self._check_prune(older_than, keep_last, limit)
+        async with self._errors():
+            runs = await self._prune_plan(older_than, keep_last, limit)
+            if not runs:
+                return 0
+            # Like a group commit, through the SQLite writer's thread: this process's
+            # prunes and commits then take turns rather than poll for the write lock.
+            if self._writer is not None:
+                return await self._writer.run(self._prune_rows, runs)
+            async with self._write() as conn:
+                return await conn.run_sync(self._prune_rows, runs)
+
+    async def _prune_plan(
+        self, older_than: float | None, keep_last: int | None, limit: int
+    ) -> list[tuple[str, int, int]]:
+        """``(channel, first seq, last seq)`` runs to delete, ``limit`` messages at most.
+
+        Read without locks: a message that qualifies stays qualified (it only ages, and
+        its channel's last seq only grows), and messages appended meanwhile lie beyond
+        every run. Per channel the oldest messages have the lowest seqs, so everything
+        is found on the primary key: the channel's first message, then, for the age
+        criterion, the first message to keep among the next ones.
+        """
+        channels, messages = self.channels, self.messages
+
+        def first(column: sa.ColumnElement[_R]) -> sa.ScalarSelect[_R]:
+            return (
+                sa.select(column)
+                .where(messages.c.channel == channels.c.channel)
+                .order_by(messages.c.seq)
+                .limit(1)
+                .scalar_subquery()
+            )
+
+        page = (
+            sa.select(
+                channels.c.channel,
+                channels.c.last_seq,
+                first(messages.c.seq),
+                first(messages.c.created_at),
+            )
+            .where(channels.c.channel > sa.bindparam("after", type_=sa.String))
+            .order_by(channels.c.channel)
+            .limit(_PRUNE_CHANNELS)
+        )
+        first_kept = (
+            sa.select(messages.c.seq)
+            .where(
+                messages.c.channel == sa.bindparam("name", type_=sa.String),
+                messages.c.seq > sa.bindparam("above", type_=sa.BigInteger),
+                messages.c.seq <= sa.bindparam("upto", type_=sa.BigInteger),
+                messages.c.created_at >= sa.bindparam("cutoff", type_=sa.Double),
+            )
+            .order_by(messages.c.seq)
+            .limit(1)
+        )
+        runs: list[tuple[str, int, int]] = []
+        budget = limit
+        start = self._prune_after
+        # Once round the channels, from where the previous call stopped.
+        rounds = [(start, None), ("", start)] if start else [("", None)]
+        async with self._engine.connect() as conn:
+            for after, until in rounds:
+                stmt = page if until is None else page.where(channels.c.channel <= until)
+                while True:
+                    rows = (await conn.execute(stmt, {"after": after})).all()
+                    for name, last_seq, oldest, oldest_at in rows:
+                        previous, after = after, name
+                        # Messages up to seq `surplus` are beyond the newest keep_last.
+                        surplus = last_seq - keep_last if keep_last is not None else 0
+                        if oldest is None or (
+                            oldest > surplus and (older_than is None or oldest_at >= older_than)
+                        ):
+                            continue
+                        end = min(oldest + budget - 1, last_seq)
+                        if end > surplus:
+                            # Beyond the surplus, age decides: up to the first one to keep.
+                            if older_than is None:
+                                end = surplus
+                            else:
+                                params = {
+                                    "name": name,
+                                    "above": max(surplus, oldest),
+                                    "upto": end,
+                                    "cutoff": older_than,
+                                }
+                                kept = (await conn.execute(first_kept, params)).scalar()
+                                if kept is not None:
+                                    end = kept - 1
+                        if end < oldest:
+                            continue
+                        runs.append((name, oldest, end))
+                        budget -= end - oldest + 1
+                        if budget == 0:
+                            # The channel may have more: the next call starts with it.
+                            self._prune_after = previous
+                            return runs
+                    if len(rows) < _PRUNE_CHANNELS:
+                        break
+        return runs
+
+    def _prune_rows(self, conn: sa.Connection, runs: list[tuple[str, int, int]]) -> int:
+        """Delete the runs of :meth:`_prune_plan`, inside one transaction; return the count."""
+        messages = self.messages
+        if self._dialect != "postgresql":
+            one = messages.delete().where(
+                messages.c.channel == sa.bindparam("name"),
+                messages.c.seq.between(sa.bindparam("low"), sa.bindparam("high")),
+            )
+            return sum(
+                conn.execute(one, {"name": name, "low": low, "high": high}).rowcount
+                for name, low, high in runs
+            )
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        wanted = sa.select(
+            sa.func.unnest(sa.bindparam("names", type_=ARRAY(sa.String))).label("name"),
+            sa.func.unnest(sa.bindparam("lows", type_=ARRAY(sa.BigInteger))).label("low"),
+            sa.func.unnest(sa.bindparam("highs", type_=ARRAY(sa.BigInteger))).label("high"),
+        ).subquery("wanted")
+        # SKIP LOCKED: rows another transaction is deleting (a max_messages trim, another
+        # process's prune) are left to it. Waiting for them could deadlock with a group
+        # commit that trims several channels in another order, and fail its appends.
+        doomed = (
+            sa.select(messages.c.channel, messages.c.seq)
+            .join(
+                wanted,
+                sa.and_(
+                    messages.c.channel == wanted.c.name,
+                    messages.c.seq.between(wanted.c.low, wanted.c.high),
+                ),
+            )
+            .with_for_update(of=messages, skip_locked=True)
+            .cte("doomed")
+        )
+        stmt = messages.delete().where(
+            messages.c.channel == doomed.c.channel, messages.c.seq == doomed.c.seq
+        )
+        names, lows, highs = zip(*runs, strict=True)
+        params = {"names": list(names), "lows": list(lows), "highs": list(highs)}
+        return int(conn.execute(stmt, params).rowcount)
 
 
 class _SQLiteWriter:

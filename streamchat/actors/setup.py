@@ -1,0 +1,102 @@
+"""Which actors a process runs, built from the settings."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Final
+
+from streamchat.actors.cluster import Cluster, DatabaseLease, Node
+from streamchat.actors.janitor import PresenceJanitor
+from streamchat.actors.retention import Retention
+from streamchat.actors.runtime import Actor, ActorSystem
+from streamchat.actors.stream_watcher import StreamWatcher
+from streamchat.config import Settings
+from streamchat.pubsub import PubSub
+from streamchat.rooms.events import RoomEvents
+from streamchat.store.cluster import ClusterStore
+from streamchat.store.database import Database
+from streamchat.store.streamers import StreamerStore
+from streamchat.twitch.schedule import SampleSchedule
+from streamchat.twitch.source import StreamSource
+
+__all__ = ["CATALOG", "SINGLETONS", "running_actors"]
+
+log = logging.getLogger("streamchat.actors")
+
+#: Every actor streamchat ships, by name.
+CATALOG: Final[dict[str, type[Actor]]] = {
+    actor.name: actor for actor in (StreamWatcher, Retention, PresenceJanitor)
+}
+#: The actors that ``serve --no-workers`` leaves to ``streamchat worker``.
+SINGLETONS: Final = (StreamWatcher.name, Retention.name)
+
+#: Seconds a process gives its actors to stop at shutdown before cancelling them.
+STOP_DEADLINE: Final = 5.0
+
+
+def stream_source(settings: Settings) -> StreamSource:
+    return SampleSchedule(seed=settings.watch_seed, speed=settings.watch_speed)
+
+
+@asynccontextmanager
+async def running_actors(
+    settings: Settings,
+    node: Node,
+    db: Database,
+    pubsub: PubSub,
+    *,
+    singletons: bool,
+) -> AsyncIterator[Cluster]:
+    """Start this process's actors and its membership of the cluster; stop them on exit.
+
+    Every actor is leased: it runs in one process of the deployment at a time,
+    and stands by in the others. The presence janitor is a candidate
+    everywhere; with ``singletons`` so are the stream watcher and retention.
+    """
+    cluster_store = ClusterStore(db)
+    streamers = StreamerStore(db)
+    events = RoomEvents(pubsub)
+    system = ActorSystem()
+
+    def lease(actor: type[Actor]) -> DatabaseLease:
+        return DatabaseLease(cluster_store, actor.name, node.id, ttl=settings.actor_lease_seconds)
+
+    system.add(
+        PresenceJanitor,
+        lambda: PresenceJanitor(cluster_store, interval=settings.janitor_interval),
+        lease=lease(PresenceJanitor),
+    )
+    if singletons:
+        source = stream_source(settings)
+        system.add(
+            StreamWatcher,
+            lambda: StreamWatcher(streamers, source, events, interval=settings.watch_interval),
+            lease=lease(StreamWatcher),
+        )
+        system.add(
+            Retention,
+            lambda: Retention(
+                pubsub,
+                days=settings.retention_days,
+                max_messages=settings.retention_max_messages,
+                interval=settings.retention_interval,
+            ),
+            lease=lease(Retention),
+        )
+    cluster = Cluster(node, system, cluster_store, pubsub, catalog=CATALOG)
+    await cluster.start()
+    system.start()
+    await system.placed()
+    try:
+        yield cluster
+    finally:
+        outcome = await system.stop(STOP_DEADLINE)
+        log.info(
+            "actors stopped: %s",
+            ", ".join(
+                f"{name} ({'clean' if clean else 'cancelled'})" for name, clean in outcome.items()
+            ),
+        )
+        await cluster.close()

@@ -1,0 +1,26 @@
+"""``GET /metrics``: this process's Prometheus metrics."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Response
+
+from streamchat.http.admin import require_admin
+from streamchat.http.deps import ServicesDep
+from streamchat.metrics import CONTENT_TYPE
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(
+    services: ServicesDep, authorization: Annotated[str | None, Header()] = None
+) -> Response:
+    """Prometheus text: connections, subscriptions, messages, latency, actors, broker and
+    database health. Behind the admin token unless ``STREAMCHAT_METRICS_PUBLIC`` is true."""
+    if not services.settings.metrics_public:
+        await require_admin(services, authorization)
+    return Response(await services.metrics.render(), media_type=CONTENT_TYPE)

@@ -1,0 +1,46 @@
+"""Room events: notices that are not chat messages (stream online, a system broadcast).
+
+Events are not stored and not replayed; they reach whoever is subscribed when
+they are sent. Anything that runs beside the rooms (an actor in a worker
+process included) announces them here, through the broker, without needing
+the per-process fan-out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from streamchat.protocol import EventFrame, encode
+from streamchat.pubsub import PubSub
+from streamchat.rooms.feeds import channel_of
+
+__all__ = ["BROADCAST_CHANNEL", "RoomBroadcast", "RoomEvents"]
+
+#: Events for every room go once to every server process, which hands them to its rooms.
+BROADCAST_CHANNEL = "rooms:broadcast"
+
+
+class RoomBroadcast(msgspec.Struct, frozen=True):
+    """An event for every room, as it travels between processes."""
+
+    kind: str
+    data: dict[str, Any]
+
+
+class RoomEvents:
+    def __init__(self, pubsub: PubSub) -> None:
+        self._pubsub = pubsub
+
+    async def announce(self, room: str, kind: str, data: dict[str, Any]) -> None:
+        """Send an ``event`` to everyone in ``room`` now, on every process."""
+        await self._pubsub.publish(
+            channel_of(room), encode(EventFrame(room, kind, data)), store=False
+        )
+
+    async def broadcast(self, kind: str, data: dict[str, Any]) -> None:
+        """Send an ``event`` to every room, on every server process."""
+        await self._pubsub.publish(
+            BROADCAST_CHANNEL, encode(RoomBroadcast(kind, data)), store=False
+        )

@@ -1,0 +1,140 @@
+"""The processes of a deployment and the leases of its singleton actors.
+
+Every process writes a row of its own to ``cluster_nodes`` and keeps pushing
+its expiry forward; a process that died stops counting once the row expires.
+A lease in ``actor_leases`` names the one process that runs a singleton
+actor. Taking a lease is one statement: insert it, or take it over when it is
+ours already or has expired. Expiry times come from each process's clock, so
+the processes' clocks must agree to well within a lease's ttl (NTP does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import case, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from streamchat.store.database import Database
+from streamchat.store.models import ActorLease, ClusterNode, RoomPresence, Session, utcnow
+
+__all__ = ["ClusterStore", "NodeRecord", "Pruned"]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRecord:
+    id: str
+    host: str
+    pid: int
+    kind: str
+    started_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """What one clean-up removed."""
+
+    nodes: int
+    presence: int
+    sessions: int
+
+
+class ClusterStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    # -- nodes --
+
+    async def heartbeat(self, node: NodeRecord, *, ttl: timedelta) -> None:
+        """Record ``node`` as alive for ``ttl`` from now."""
+        dialect = sqlite if self._db.is_sqlite else postgresql
+        stmt = dialect.insert(ClusterNode).values(
+            id=node.id,
+            host=node.host,
+            pid=node.pid,
+            kind=node.kind,
+            started_at=node.started_at,
+            expires_at=utcnow() + ttl,
+        )
+        async with self._db.session() as session:
+            await session.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[ClusterNode.id],
+                    set_={"expires_at": stmt.excluded.expires_at},
+                )
+            )
+
+    async def live_nodes(self) -> list[NodeRecord]:
+        async with self._db.session() as session:
+            rows = await session.scalars(
+                select(ClusterNode)
+                .where(ClusterNode.expires_at > utcnow())
+                .order_by(ClusterNode.started_at)
+            )
+            return [NodeRecord(r.id, r.host, r.pid, r.kind, r.started_at) for r in rows]
+
+    async def remove_node(self, node_id: str) -> None:
+        async with self._db.session() as session:
+            await session.execute(delete(ClusterNode).where(ClusterNode.id == node_id))
+
+    # -- leases --
+
+    async def acquire(self, name: str, holder: str, *, ttl: timedelta) -> bool:
+        """Take lease ``name`` for ``holder``, or renew it; whether ``holder`` holds it now."""
+        dialect = sqlite if self._db.is_sqlite else postgresql
+        now = utcnow()
+        stmt = dialect.insert(ActorLease).values(
+            name=name, holder=holder, acquired_at=now, expires_at=now + ttl
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[ActorLease.name],
+            set_={
+                "holder": stmt.excluded.holder,
+                "expires_at": stmt.excluded.expires_at,
+                # A renewal keeps the time it was first taken.
+                "acquired_at": _case_new_holder(stmt),
+            },
+            where=(ActorLease.holder == stmt.excluded.holder) | (ActorLease.expires_at <= now),
+        ).returning(ActorLease.holder)
+        async with self._db.session() as session:
+            return (await session.execute(stmt)).scalar() == holder
+
+    async def release(self, name: str, holder: str) -> None:
+        async with self._db.session() as session:
+            await session.execute(
+                delete(ActorLease).where(ActorLease.name == name, ActorLease.holder == holder)
+            )
+
+    async def holder(self, name: str) -> str | None:
+        """The process holding lease ``name`` now, if any."""
+        async with self._db.session() as session:
+            return await session.scalar(
+                select(ActorLease.holder).where(
+                    ActorLease.name == name, ActorLease.expires_at > utcnow()
+                )
+            )
+
+    # -- clean-up --
+
+    async def prune(self) -> Pruned:
+        """Remove what dead processes and old sessions left behind."""
+        now = utcnow()
+        async with self._db.session() as session:
+            nodes = await session.execute(delete(ClusterNode).where(ClusterNode.expires_at <= now))
+            presence = await session.execute(
+                delete(RoomPresence).where(RoomPresence.expires_at <= now)
+            )
+            sessions = await session.execute(delete(Session).where(Session.expires_at <= now))
+        return Pruned(_count(nodes), _count(presence), _count(sessions))
+
+
+def _case_new_holder(stmt: postgresql.Insert | sqlite.Insert) -> object:
+    return case(
+        (ActorLease.holder == stmt.excluded.holder, ActorLease.acquired_at),
+        else_=stmt.excluded.acquired_at,
+    )
+
+
+def _count(result: object) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
