@@ -18,10 +18,10 @@ from streamchat import __version__
 from streamchat.actors import Node, running_actors
 from streamchat.config import Settings
 from streamchat.http import admin, auth, health, metrics, rooms, streamers, users
+from streamchat.http.access import AccessMiddleware
 from streamchat.http.deps import Services
 from streamchat.http.errors import install_error_handlers
 from streamchat.http.origin import OriginCheckMiddleware
-from streamchat.http.request_id import RequestIdMiddleware
 from streamchat.metrics import Metrics
 from streamchat.pubsub import PubSub
 from streamchat.rooms.presence import PresenceTracker
@@ -201,7 +201,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(OriginCheckMiddleware, allowed_origins=settings.allowed_origins)
     # Outermost: every response, errors included, carries the request id.
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(AccessMiddleware)
     install_error_handlers(app)
     for module in (health, metrics, auth, users, streamers, rooms, admin):
         app.include_router(module.router)

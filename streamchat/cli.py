@@ -6,6 +6,7 @@ import asyncio
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from streamchat.config import AuthMode, Settings, is_loopback
@@ -28,8 +29,17 @@ DatabaseUrl = Annotated[
 
 
 def _settings(**overrides: Any) -> Settings:
-    """Environment first, then the flags that were actually given."""
-    return Settings(**{key: value for key, value in overrides.items() if value is not None})
+    """Environment first, then the flags that were actually given; exit 2 on a bad one."""
+    try:
+        return Settings(**{key: value for key, value in overrides.items() if value is not None})
+    except ValidationError as exc:
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"])
+            console.print(
+                f"[bold red]streamchat:[/] bad setting {name} "
+                f"(STREAMCHAT_{name.upper()} or --{name.replace('_', '-')}): {error['msg']}"
+            )
+        raise typer.Exit(code=2) from None
 
 
 def refuse_unsafe_bind(settings: Settings) -> str | None:
@@ -126,6 +136,11 @@ def serve(
         console.print(f"[bold red]streamchat:[/] {reason}")
         raise typer.Exit(code=2)
     configure_logging(settings.log_level, settings.log_format)
+    if not settings.run_singletons and settings.broker_url.startswith("memory:"):
+        console.print(
+            "[yellow]--no-workers with the memory:// broker:[/] no worker can reach this "
+            "process, so nothing will watch streams or prune history"
+        )
     if settings.auth_mode is AuthMode.DEV:
         console.print(
             "[yellow]dev auth mode:[/] anyone can log in by Twitch ID "

@@ -92,6 +92,13 @@ class Settings(BaseSettings):
     #: another process takes the actor over.
     actor_lease_seconds: float = Field(default=10.0, ge=1, le=300)
 
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"):
+            raise ValueError("must be one of critical, error, warning, info, debug")
+        return value.lower()
+
     @field_validator("allowed_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:

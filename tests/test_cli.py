@@ -122,3 +122,21 @@ def test_serve_honours_the_environment(tmp_path: Path) -> None:
         server.send_signal(signal.SIGINT)
         output, _ = server.communicate(timeout=15)
     assert server.returncode == 0, output
+
+
+@pytest.mark.parametrize(
+    ("command", "env", "named"),
+    [
+        ("serve", {"STREAMCHAT_LOG_FORMAT": "xml"}, "STREAMCHAT_LOG_FORMAT"),
+        ("serve", {"STREAMCHAT_LOG_LEVEL": "loud"}, "STREAMCHAT_LOG_LEVEL"),
+        ("serve", {"STREAMCHAT_WATCH_INTERVAL": "0"}, "STREAMCHAT_WATCH_INTERVAL"),
+        ("worker", {"STREAMCHAT_RETENTION_DAYS": "-1"}, "STREAMCHAT_RETENTION_DAYS"),
+    ],
+)
+def test_a_bad_setting_stops_start_up_naming_it(
+    command: str, env: dict[str, str], named: str
+) -> None:
+    result = _streamchat(command, env=env)
+    assert result.returncode == 2
+    assert named in result.stderr
+    assert "Traceback" not in result.stderr

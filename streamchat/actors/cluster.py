@@ -222,7 +222,6 @@ class Cluster:
         self._listings: dict[str, list[_Reply]] = {}
         self._listing_done: dict[str, Callable[[], None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._stack = contextlib.AsyncExitStack()
 
     # -- life cycle --
 
@@ -233,22 +232,27 @@ class Cluster:
         except Exception as exc:
             # The heartbeat loop keeps trying; a node must start without its database.
             log.warning("cluster: first heartbeat failed: %s", exc)
-        subscription = await self._stack.enter_async_context(
-            self._pubsub.subscribe(CONTROL_CHANNEL)
-        )
-        self._spawn(self._listen(subscription), "cluster-listen")
+        listening = asyncio.Event()
+        self._spawn(self._listen(listening), "cluster-listen")
         self._spawn(self._beat(), "cluster-heartbeat")
+        try:
+            async with asyncio.timeout(10):
+                await listening.wait()
+        except TimeoutError:
+            log.warning("cluster: not yet listening on %s; the broker is slow", CONTROL_CHANNEL)
 
     async def close(self) -> None:
         tasks, self._tasks = set(self._tasks), set()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await self._stack.aclose()
         try:
             await self._store.remove_node(self.node.id)
         except Exception as exc:
             log.warning("cluster: could not remove this node's row (%s); it expires", exc)
+        # Lease statements left to finish on their own must end before the database closes.
+        if _unfinished:
+            await asyncio.wait(set(_unfinished), timeout=5)
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -273,24 +277,21 @@ class Cluster:
                 failures += 1
                 log.warning("cluster: heartbeat failed (%d): %s", failures, exc)
 
-    async def _listen(self, subscription: Any) -> None:
+    async def _listen(self, listening: asyncio.Event) -> None:
         failures = 0
         while True:
             try:
-                if subscription is None:
-                    subscription = await self._stack.enter_async_context(
-                        self._pubsub.subscribe(CONTROL_CHANNEL)
-                    )
-                failures = 0
-                async for message in subscription:
-                    self._receive(message.payload)
+                async with self._pubsub.subscribe(CONTROL_CHANNEL) as subscription:
+                    listening.set()
+                    failures = 0
+                    async for message in subscription:
+                        self._receive(message.payload)
                 return
             except asyncio.CancelledError:
                 raise
             except Exception:
                 failures += 1
                 log.exception("cluster: the control channel failed (%d); resubscribing", failures)
-                subscription = None
                 await asyncio.sleep(min(10.0, 0.2 * 2**failures) * random.uniform(0.5, 1.0))
 
     def _receive(self, data: bytes) -> None:
@@ -364,7 +365,13 @@ class Cluster:
         assert isinstance(args, dict) or args is None
         if actor in self.actors and self.actors.cell(actor).active:
             return await self._ask_here(actor, command, args or {}, self._ask_timeout)
-        holder = await self._store.holder(lease_name(actor))
+        try:
+            holder = await self._store.holder(lease_name(actor))
+        except Exception as exc:
+            log.warning("cluster: reading the lease of %s failed: %s", actor, exc)
+            raise ActorUnavailable(
+                f"cannot tell which process runs {actor}: the database is unreachable"
+            ) from exc
         if holder is None:
             raise ActorUnavailable(f"no process runs {actor} now; start `streamchat worker`")
         if holder == self.node.id:

@@ -26,7 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Annotated, Any, ClassVar, Protocol
 
 import msgspec
 
@@ -84,7 +84,7 @@ class Resume(Command, tag="resume", frozen=True):
 class Broadcast(Command, tag="broadcast", frozen=True):
     """An operator's message to every actor."""
 
-    text: str
+    text: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
 
 
 #: Commands every actor takes.

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Header, status
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from streamchat.errors import Forbidden, NotAuthenticated
-from streamchat.http.deps import LOGGED, ServicesDep
+from streamchat.http.deps import ServicesDep
 from streamchat.http.schemas import printable as _printable
 from streamchat.protocol import MAX_TEXT_LENGTH
 
@@ -33,9 +33,7 @@ async def require_admin(
         raise Forbidden("wrong admin token")
 
 
-router = APIRouter(
-    prefix="/api/admin", tags=["admin"], dependencies=[*LOGGED, Depends(require_admin)]
-)
+router = APIRouter(prefix="/api/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 
 
 class EventIn(BaseModel):

@@ -6,14 +6,14 @@ from fastapi import APIRouter, Request, Response, status
 
 from streamchat.config import AuthMode
 from streamchat.errors import Forbidden, UserNotFound
-from streamchat.http.deps import LOGGED, SESSION_COOKIE, ServicesDep
+from streamchat.http.deps import SESSION_COOKIE, ServicesDep
 from streamchat.http.schemas import LoginIn, UserOut
 from streamchat.http.users import user_out
 from streamchat.store.sessions import session_key
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api", tags=["auth"], dependencies=LOGGED)
+router = APIRouter(prefix="/api", tags=["auth"])
 
 
 class DevLoginDisabled(Forbidden):

@@ -10,8 +10,7 @@ from fastapi import Depends, Request
 from streamchat.actors import Cluster
 from streamchat.config import Settings
 from streamchat.errors import NotAuthenticated
-from streamchat.http.request_id import request_id
-from streamchat.logs import log_http
+from streamchat.http.access import SESSION_COOKIE, UNRESOLVED, resolved_user, session_token
 from streamchat.metrics import Metrics
 from streamchat.pubsub import PubSub
 from streamchat.rooms.service import RoomService
@@ -24,7 +23,6 @@ from streamchat.ws.connection import ConnectionLimits
 from streamchat.ws.registry import ConnectionRegistry
 
 __all__ = [
-    "LOGGED",
     "SESSION_COOKIE",
     "CurrentUser",
     "OptionalUser",
@@ -32,8 +30,6 @@ __all__ = [
     "ServicesDep",
     "get_services",
 ]
-
-SESSION_COOKIE = "streamchat_session"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +59,11 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 async def optional_user(request: Request, services: ServicesDep) -> User | None:
-    token = request.cookies.get(SESSION_COOKIE)
-    # Our tokens are 43 characters; anything far longer is not one, so skip the lookup.
-    if not token or len(token) > 128:
-        return None
-    return await services.sessions.resolve(token)
+    found = resolved_user(request)
+    if found is not UNRESOLVED:
+        return found  # type: ignore[no-any-return]
+    token = session_token(request.headers)
+    return await services.sessions.resolve(token) if token is not None else None
 
 
 async def current_user(user: Annotated[User | None, Depends(optional_user)]) -> User:
@@ -78,14 +74,3 @@ async def current_user(user: Annotated[User | None, Depends(optional_user)]) -> 
 
 OptionalUser = Annotated[User | None, Depends(optional_user)]
 CurrentUser = Annotated[User, Depends(current_user)]
-
-
-async def log_request(request: Request, user: OptionalUser) -> None:
-    """The line every API request logs as it starts (the user is resolved once, and reused)."""
-    log_http(
-        request.method, request.url.path, user.twitch_id if user else None, request_id(request)
-    )
-
-
-#: Router dependencies of every API route: log the request as it starts.
-LOGGED = [Depends(log_request)]

@@ -8,12 +8,12 @@ import msgspec
 from fastapi import APIRouter, Query, Response
 
 from streamchat.errors import InvalidInput
-from streamchat.http.deps import LOGGED, ServicesDep
+from streamchat.http.deps import ServicesDep
 from streamchat.protocol import encode
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api", tags=["rooms"], dependencies=LOGGED)
+router = APIRouter(prefix="/api", tags=["rooms"])
 
 
 class _Page(msgspec.Struct):

@@ -5,12 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from streamchat.errors import StreamerNotFound
-from streamchat.http.deps import LOGGED, OptionalUser, ServicesDep
+from streamchat.http.deps import OptionalUser, ServicesDep
 from streamchat.http.schemas import StreamerOut
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api", tags=["streamers"], dependencies=LOGGED)
+router = APIRouter(prefix="/api", tags=["streamers"])
 
 
 @router.get("/streamers", response_model=list[StreamerOut])

@@ -5,13 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from streamchat.errors import StreamerNotFound
-from streamchat.http.deps import LOGGED, CurrentUser, Services, ServicesDep
+from streamchat.http.deps import CurrentUser, Services, ServicesDep
 from streamchat.http.schemas import FavoriteIn, RegisterIn, UserOut
 from streamchat.store.models import User
 
 __all__ = ["router", "user_out"]
 
-router = APIRouter(prefix="/api", tags=["users"], dependencies=LOGGED)
+router = APIRouter(prefix="/api", tags=["users"])
 
 
 async def user_out(services: Services, user: User) -> UserOut:

@@ -8,9 +8,9 @@ from starlette.datastructures import URL, Headers
 from starlette.requests import cookie_parser
 from starlette.websockets import WebSocket
 
+from streamchat.http.access import HEADER, request_id_of
 from streamchat.http.deps import SESSION_COOKIE, Services
 from streamchat.http.origin import is_trusted_origin
-from streamchat.http.request_id import HEADER, request_id_of
 from streamchat.protocol import UserRef
 from streamchat.store.sessions import session_key
 from streamchat.ws.connection import CloseCode, Connection
