@@ -51,7 +51,9 @@ MAX_TEXT_LENGTH: Final = 500
 MAX_HISTORY: Final = 100
 
 RequestId = int | str | None
-Seq = Annotated[int, Meta(ge=0)]
+#: Seqs are 64-bit in every store; anything larger cannot name a message.
+MAX_SEQ: Final = 2**62
+Seq = Annotated[int, Meta(ge=0, le=MAX_SEQ)]
 Room = Annotated[str, Meta(min_length=1, max_length=64)]
 Nonce = Annotated[str, Meta(min_length=1, max_length=64)]
 # Long enough for any valid message, short enough that junk is refused before
@@ -95,7 +97,8 @@ class Publish(_Request, tag="publish", frozen=True):
 class History(_Request, tag="history", frozen=True):
     room: Room
     before: Seq | None = None
-    limit: Annotated[int, Meta(ge=1)] = 50
+    #: Clamped to MAX_HISTORY; the bound only keeps absurd numbers out.
+    limit: Annotated[int, Meta(ge=1, le=2**31)] = 50
 
 
 class Presence(_Request, tag="presence", frozen=True):
@@ -118,6 +121,7 @@ _REQUIRED: Final[dict[str, tuple[str, ...]]] = {
 }
 
 _request_decoder = msgspec.json.Decoder(Request)
+_TOO_DEEP = "not valid JSON: nested too deeply"
 _any_decoder = msgspec.json.Decoder()
 
 
@@ -139,12 +143,16 @@ def _classify(line: bytes, exc: msgspec.ValidationError) -> RequestError:
         raw = _any_decoder.decode(line)
     except msgspec.DecodeError:
         return RequestError(None, MalformedFrame("not valid JSON"))
+    except RecursionError:
+        return RequestError(None, MalformedFrame(_TOO_DEEP))
     if not isinstance(raw, dict):
         return RequestError(None, InvalidFrame("each line must be a JSON object"))
     request_id = _request_id(raw)
     kind = raw.get("type")
     if kind is None:
         return RequestError(request_id, InvalidFrame("missing field 'type'"))
+    if not isinstance(kind, str):
+        return RequestError(request_id, InvalidFrame("field 'type' must be a string"))
     if kind not in _REQUIRED:
         return RequestError(request_id, UnknownType(f"unknown type {kind!r}"))
     missing = [name for name in _REQUIRED[kind] if name not in raw]
@@ -167,6 +175,9 @@ def decode_requests(data: str | bytes) -> list[Request | RequestError]:
             out.append(_classify(line, exc))
         except msgspec.DecodeError:
             out.append(RequestError(None, MalformedFrame("not valid JSON")))
+        except RecursionError:
+            # msgspec gives up on deep nesting; no request nests more than two levels.
+            out.append(RequestError(None, MalformedFrame(_TOO_DEEP)))
         else:
             out.append(request)
     return out

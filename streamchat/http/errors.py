@@ -7,11 +7,14 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from starlette.exceptions import HTTPException
 
-from streamchat.errors import InvalidInput, StreamchatError
+from streamchat.errors import InvalidInput, StreamchatError, Unavailable
+from streamchat.pubsub import PubSubError
 
-__all__ = ["error_response", "install_error_handlers"]
+__all__ = ["OUTAGES", "error_response", "install_error_handlers"]
 
 log = logging.getLogger("streamchat.http")
 
@@ -71,6 +74,24 @@ async def _on_http_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+#: What a database or broker outage raises: the service is unavailable, not broken.
+OUTAGES: tuple[type[Exception], ...] = (
+    OperationalError,
+    InterfaceError,
+    SQLAlchemyTimeout,
+    OSError,
+    PubSubError,
+)
+
+
+async def _on_outage(request: Request, exc: Exception) -> JSONResponse:
+    # One line, no traceback: an outage makes every request fail the same way.
+    log.warning(
+        "%s %s: unavailable: %s: %s", request.method, request.url.path, type(exc).__name__, exc
+    )
+    return error_response(Unavailable("a service streamchat depends on is unavailable; retry"))
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse(
@@ -83,4 +104,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StreamchatError, _on_streamchat_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(HTTPException, _on_http_error)
+    for outage in OUTAGES:
+        app.add_exception_handler(outage, _on_outage)
     app.add_exception_handler(Exception, _on_unexpected)

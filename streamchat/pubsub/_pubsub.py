@@ -242,6 +242,11 @@ class PubSub:
             raise ValueError("limit must be at least 1")
         return await self._store.read(channel, after=after, limit=limit)
 
+    async def find(self, channel: str, dedupe_key: str) -> Message | None:
+        """The stored message published with ``dedupe_key`` on ``channel``, while retained."""
+        _check_channel(channel)
+        return await self._store.find(channel, dedupe_key)
+
     async def last(self, channel: str) -> tuple[str, int]:
         """The channel's ``(epoch, last seq)``: a position to subscribe ``since`` later."""
         _check_channel(channel)

@@ -6,7 +6,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable
 
-__all__ = ["RateLimiter"]
+__all__ = ["RateLimiter", "RecentKeys"]
 
 
 class RateLimiter:
@@ -44,6 +44,12 @@ class RateLimiter:
         hits.append(now)
         return None
 
+    def refund(self, key: Hashable) -> None:
+        """Take back the newest hit of ``key``: what it counted did not happen after all."""
+        hits = self._hits.get(key)
+        if hits:
+            hits.pop()
+
     def _prune(self, now: float) -> None:
         # Keys whose newest hit left the window carry no state worth keeping.
         horizon = now - self.window
@@ -57,3 +63,41 @@ class RateLimiter:
 
     def __len__(self) -> int:
         return len(self._hits)
+
+
+class RecentKeys:
+    """Keys seen within the last ``ttl`` seconds, at most ``max_keys`` of them."""
+
+    def __init__(
+        self,
+        *,
+        ttl: float,
+        max_keys: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ttl = ttl
+        self._max_keys = max_keys
+        self._clock = clock
+        # Insertion order is age order: the oldest are at the front.
+        self._seen: dict[Hashable, float] = {}
+
+    def add(self, key: Hashable) -> None:
+        now = self._clock()
+        self._seen.pop(key, None)
+        self._seen[key] = now
+        self._expire(now)
+
+    def seen(self, key: Hashable) -> bool:
+        at = self._seen.get(key)
+        return at is not None and self._clock() - at < self._ttl
+
+    def _expire(self, now: float) -> None:
+        seen = self._seen
+        while seen:
+            key, at = next(iter(seen.items()))
+            if now - at < self._ttl and len(seen) <= self._max_keys:
+                return
+            del seen[key]
+
+    def __len__(self) -> int:
+        return len(self._seen)

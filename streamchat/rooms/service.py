@@ -43,7 +43,7 @@ from streamchat.pubsub import BatchedLookup, Message, PubSub, PubSubError
 from streamchat.rooms.events import BROADCAST_CHANNEL, RoomBroadcast, RoomEvents
 from streamchat.rooms.feeds import Member, RoomFeeds, channel_of
 from streamchat.rooms.presence import PresenceTracker
-from streamchat.rooms.ratelimit import RateLimiter
+from streamchat.rooms.ratelimit import RateLimiter, RecentKeys
 from streamchat.store.streamers import StreamerStore
 
 __all__ = ["Outgoing", "Posted", "RoomLimits", "RoomService"]
@@ -76,6 +76,9 @@ class Outgoing:
     message_id: str
     body: bytes
     dedupe_key: str | None
+    #: The rate limiter's key this message was counted under, if it was: a message
+    #: that is not stored after all (a failure, a retried nonce) is taken back.
+    counted: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +128,8 @@ class RoomService:
         self._on_sent = on_sent
         self._limits = limits or RoomLimits()
         self._limiter = RateLimiter(window=self._limits.window)
+        # Nonces published through this process lately: their retries skip the limiter.
+        self._nonces = RecentKeys(ttl=self._limits.window)
         # login -> streamer ID; rooms are created with streamers and never renamed here.
         self._rooms: dict[str, str] = {}
         # A burst of first subscriptions (a restart, a raid) asks for many rooms at once.
@@ -161,21 +166,34 @@ class RoomService:
             raise NotAuthenticated("log in to chat")
         streamer_id = await self.resolve(room)
         _check_text(text)
-        if self._limits.enabled:
+        dedupe_key = f"{user.id}:{nonce}" if nonce is not None else None
+        counted: tuple[str, str] | None = None
+        # A retry of a nonce is acknowledged with the original message and costs nothing.
+        if self._limits.enabled and not (dedupe_key and self._nonces.seen(dedupe_key)):
             allowance = (
                 self._limits.streamer_messages if user.id == streamer_id else self._limits.messages
             )
-            retry_after = self._limiter.hit((user.id, room), allowance)
-            if retry_after is not None:
+            key = (user.id, room)
+            retry_after = self._limiter.hit(key, allowance)
+            if retry_after is None:
+                counted = key
+            elif (
+                dedupe_key is None or await self._pubsub.find(channel_of(room), dedupe_key) is None
+            ):
                 raise RateLimited(
                     f"at most {allowance} messages per {self._limits.window:g} s; "
                     f"retry in {retry_after:.1f} s",
                     details={"retry_after": round(retry_after, 3)},
                 )
+        if dedupe_key is not None:
+            self._nonces.add(dedupe_key)
         message_id = uuid.uuid4().hex
         body = encode(ChatMessage(message_id, user, text, int(time.time() * 1000)))
-        dedupe_key = f"{user.id}:{nonce}" if nonce is not None else None
-        return Outgoing(room, message_id, body, dedupe_key)
+        return Outgoing(room, message_id, body, dedupe_key, counted)
+
+    async def _stored(self, room: str, dedupe_key: str) -> bool:
+        # Published through another process (a client that reconnected elsewhere).
+        return await self._pubsub.find(channel_of(room), dedupe_key) is not None
 
     async def send(self, outgoing: Outgoing) -> Posted:
         """Store a prepared message, then publish it.
@@ -184,13 +202,21 @@ class RoomService:
         started in some order are stored (and numbered) in that order.
         """
         started = time.perf_counter()
-        stored = await self._pubsub.publish(
-            channel_of(outgoing.room), outgoing.body, dedupe_key=outgoing.dedupe_key
-        )
+        try:
+            stored = await self._pubsub.publish(
+                channel_of(outgoing.room), outgoing.body, dedupe_key=outgoing.dedupe_key
+            )
+        except BaseException:
+            # Not stored: it does not count toward the sender's limit.
+            if outgoing.counted is not None:
+                self._limiter.refund(outgoing.counted)
+            raise
         message_id = outgoing.message_id
         if stored.payload != outgoing.body:
-            # The nonce was seen before: acknowledge the original message again.
+            # The nonce was seen before: acknowledge the original message again, for free.
             message_id = _chat_decoder.decode(stored.payload).message_id
+            if outgoing.counted is not None:
+                self._limiter.refund(outgoing.counted)
         else:
             self.published += 1
         if self._on_sent is not None:

@@ -385,6 +385,9 @@ class Connection:
 
     def _fail(self, request_id: int | str | None, error: StreamchatError) -> None:
         self.deliver(error_frame(request_id, error))
+        if isinstance(error, Unavailable):
+            # The server's own failure: never held against the client.
+            return
         now = time.monotonic()
         errors = self._errors
         if errors is None:

@@ -8,8 +8,10 @@ from starlette.datastructures import URL, Headers
 from starlette.requests import cookie_parser
 from starlette.websockets import WebSocket
 
+from streamchat.errors import Unavailable
 from streamchat.http.access import HEADER, request_id_of
 from streamchat.http.deps import SESSION_COOKIE, Services
+from streamchat.http.errors import error_response
 from streamchat.http.origin import is_trusted_origin
 from streamchat.protocol import UserRef
 from streamchat.store.sessions import session_key
@@ -72,10 +74,12 @@ async def _accept(websocket: WebSocket) -> Connection | None:
     token = cookies.get(SESSION_COOKIE)
     try:
         user = await services.sessions.resolve(token) if token and len(token) <= 128 else None
-    except Exception:
-        # Outside the HTTP middleware nothing else turns this into a clean refusal.
-        log.exception("could not check the session of a WebSocket; refusing it")
-        await websocket.close(1011)
+    except Exception as exc:
+        # Our failure, not the client's: 503, which a client retries (a 403 says "don't").
+        log.warning("could not check the session of a WebSocket (%s); refusing it with 503", exc)
+        await websocket.send_denial_response(
+            error_response(Unavailable("sessions cannot be checked right now; retry"))
+        )
         return None
     request_id = request_id_of(headers)
     await websocket.accept(headers=[(HEADER.encode(), request_id.encode())])

@@ -226,6 +226,27 @@ class StreamchatWebSocketProtocol(WebSocketsSansIOProtocol):
             self.request.headers.clear()
             self.response.headers.clear()
 
+    def send_receive_event_to_app(self) -> None:
+        # uvicorn's, except for a text frame that is not UTF-8: RFC 6455 fails the
+        # connection with 1007, and a client's bad bytes are not a server error to
+        # log with a traceback.
+        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+        self.frames = []
+        if self.close_sent:
+            return
+        if self.curr_msg_data_type == "text":
+            try:
+                text = data.decode()
+            except UnicodeDecodeError:
+                self.close_now(1007, "invalid UTF-8 in a text frame")
+                return
+            self.queue.put_nowait({"type": "websocket.receive", "text": text})
+        else:
+            self.queue.put_nowait({"type": "websocket.receive", "bytes": data})
+        if not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
+
     def resume_writing(self) -> None:
         super().resume_writing()
         self.wire._writable()

@@ -83,6 +83,14 @@ class Store(abc.ABC):
         and is still retained, ``(original message, False)`` and stores nothing.
         """
 
+    async def find(self, channel: str, dedupe_key: str) -> Message | None:
+        """The retained message stored under ``(channel, dedupe_key)``, if any.
+
+        Lets a caller acknowledge a retry without storing anything (and before
+        deciding whether a new message would be allowed).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement find")
+
     @abc.abstractmethod
     async def read(self, channel: str, *, after: int = 0, limit: int = 100) -> list[Message]:
         """At most ``limit`` messages with ``seq > after``, oldest first."""

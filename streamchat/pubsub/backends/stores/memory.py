@@ -84,6 +84,10 @@ class MemoryStore(Store):
                     del log.dedupe[key]
         return message, True
 
+    async def find(self, channel: str, dedupe_key: str) -> Message | None:
+        log = self._logs.get(channel)
+        return None if log is None else log.dedupe.get(dedupe_key)
+
     async def read(self, channel: str, *, after: int = 0, limit: int = 100) -> list[Message]:
         log = self._logs.get(channel)
         if log is None:

@@ -548,6 +548,9 @@ class SQLStore(Store):
     def _message(channel: str, row: sa.Row[int, bytes, float, str]) -> Message:
         return Message(channel, int(row[0]), bytes(row[1]), float(row[2]), str(row[3]))
 
+    async def find(self, channel: str, dedupe_key: str) -> Message | None:
+        return await self._find(channel, dedupe_key)
+
     async def _find(self, channel: str, dedupe_key: str) -> Message | None:
         stmt = self._select().where(
             self.messages.c.channel == channel, self.messages.c.dedupe_key == dedupe_key
