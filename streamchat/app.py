@@ -21,7 +21,9 @@ from streamchat.http import admin, auth, health, metrics, rooms, streamers, user
 from streamchat.http.access import AccessMiddleware
 from streamchat.http.deps import Services
 from streamchat.http.errors import install_error_handlers
+from streamchat.http.limits import BodyLimitMiddleware
 from streamchat.http.origin import OriginCheckMiddleware
+from streamchat.http.throttle import Throttles
 from streamchat.metrics import Metrics
 from streamchat.pubsub import PubSub
 from streamchat.rooms.presence import PresenceTracker
@@ -36,7 +38,7 @@ from streamchat.ws import endpoint
 from streamchat.ws.connection import ConnectionLimits
 from streamchat.ws.registry import ConnectionRegistry
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "server_options"]
 
 log = logging.getLogger("streamchat")
 
@@ -99,7 +101,11 @@ async def _running(settings: Settings) -> AsyncIterator[Services]:
         await pubsub.connect()
         stack.push_async_callback(pubsub.disconnect)
 
-        sessions = SessionStore(db, ttl=timedelta(seconds=settings.session_ttl_seconds))
+        sessions = SessionStore(
+            db,
+            ttl=timedelta(seconds=settings.session_ttl_seconds),
+            max_per_user=settings.max_sessions_per_user,
+        )
         stack.push_async_callback(sessions.close)
         node = Node.here("server")
         presence = PresenceTracker(PresenceStore(db), node_id=node.id)
@@ -159,9 +165,16 @@ async def _running(settings: Settings) -> AsyncIterator[Services]:
             connections=connections,
             cluster=cluster,
             metrics=metrics,
+            throttles=Throttles(settings),
             connection_limits=ConnectionLimits(
                 max_subscriptions=settings.max_subscriptions,
                 max_queued_bytes=settings.ws_max_queued_bytes,
+                max_requests_per_frame=settings.ws_max_requests_per_frame,
+                requests_per_second=settings.ws_requests_per_second
+                if settings.rate_limit
+                else None,
+                max_per_ip=settings.max_connections_per_ip,
+                max_per_user=settings.max_connections_per_user,
             ),
             allowed_origins=frozenset(o.lower() for o in settings.allowed_origins),
         )
@@ -200,9 +213,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(OriginCheckMiddleware, allowed_origins=settings.allowed_origins)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body)
     # Outermost: every response, errors included, carries the request id.
     app.add_middleware(AccessMiddleware)
     install_error_handlers(app)
     for module in (health, metrics, auth, users, streamers, rooms, admin):
         app.include_router(module.router)
     return app
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options for these settings (``streamchat serve`` and the tests use them)."""
+    from streamchat.ws.transport import PROTOCOL_CLASS
+
+    return {
+        "ws": PROTOCOL_CLASS,
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level.lower(),
+        # X-Forwarded-For is believed from the configured proxies only: from anyone
+        # else it would let a client pick the address its limits are counted under.
+        "proxy_headers": bool(settings.trusted_proxies),
+        "forwarded_allow_ips": settings.trusted_proxies or None,
+        "ws_max_size": settings.ws_max_message_size,
+        "ws_ping_interval": settings.ws_ping_interval,
+        "ws_ping_timeout": settings.ws_ping_timeout,
+        "ws_per_message_deflate": settings.ws_compression,
+    }

@@ -112,8 +112,7 @@ def serve(
     """Run the server."""
     import uvicorn
 
-    from streamchat.app import create_app
-    from streamchat.ws.transport import PROTOCOL_CLASS
+    from streamchat.app import create_app, server_options
 
     settings = _settings(
         host=host,
@@ -146,20 +145,8 @@ def serve(
             "[yellow]dev auth mode:[/] anyone can log in by Twitch ID "
             f"(listening on {settings.host}:{settings.port})"
         )
-    uvicorn.run(
-        create_app(settings),
-        ws=PROTOCOL_CLASS,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
-        # Logging is configured above (text or JSON); uvicorn's loggers go through it.
-        log_config=None,
-        proxy_headers=True,
-        ws_max_size=settings.ws_max_message_size,
-        ws_ping_interval=settings.ws_ping_interval,
-        ws_ping_timeout=settings.ws_ping_timeout,
-        ws_per_message_deflate=settings.ws_compression,
-    )
+    # Logging is configured above (text or JSON); uvicorn's loggers go through it.
+    uvicorn.run(create_app(settings), log_config=None, **server_options(settings))
 
 
 @app.command()

@@ -68,6 +68,27 @@ class Settings(BaseSettings):
     #: ``GET /metrics`` without the admin token; ``false`` puts it behind the token.
     metrics_public: bool = True
 
+    # -- limits against greedy and hostile clients --
+    #: A user's sessions beyond this many newest are revoked at login.
+    max_sessions_per_user: int = Field(default=10, ge=1)
+    #: Login attempts per minute from one address, and for one account.
+    login_attempts_per_ip: int = Field(default=30, ge=1)
+    login_attempts_per_account: int = Field(default=10, ge=1)
+    #: Wrong or missing admin tokens per minute from one address before it is refused.
+    admin_failures_per_ip: int = Field(default=10, ge=1)
+    #: Open WebSockets from one address, and of one user.
+    max_connections_per_ip: int = Field(default=200, ge=1)
+    max_connections_per_user: int = Field(default=20, ge=1)
+    #: The largest HTTP request body, in bytes.
+    max_request_body: int = Field(default=64 << 10, ge=1024)
+    #: Requests in one WebSocket frame; and per second per connection (with a burst of
+    #: twice as many), unless ``rate_limit`` is off.
+    ws_max_requests_per_frame: int = Field(default=64, ge=1)
+    ws_requests_per_second: float = Field(default=20.0, gt=0)
+    #: Addresses of reverse proxies whose ``X-Forwarded-For`` names the client
+    #: (comma-separated IPs or CIDRs); empty: the peer's address is the client's.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     # -- background actors --
     #: Run the singleton actors (stream watcher, retention) in this server; ``serve
     #: --no-workers`` leaves them to ``streamchat worker`` processes.
@@ -104,6 +125,16 @@ class Settings(BaseSettings):
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            for item in value:
+                ipaddress.ip_network(str(item), strict=False)  # ValueError names it
         return value
 
     @property

@@ -22,7 +22,11 @@ WebSocket layer sends the same code in an ``error`` frame::
     ├── Conflict                    conflict               409
     │   └── LoginTaken              login_taken
     ├── RateLimited                 rate_limited           429
-    │   └── TooManySubscriptions    too_many_subscriptions
+    │   ├── TooManySubscriptions    too_many_subscriptions
+    │   ├── TooManyAttempts         too_many_attempts
+    │   ├── TooManyConnections      too_many_connections
+    │   └── TooManyRequests         too_many_requests
+    ├── PayloadTooLarge             payload_too_large      413
     ├── HistoryTrimmed              history_trimmed        410
     ├── Unavailable                 unavailable            503
     │   ├── MailboxFull             mailbox_full
@@ -55,9 +59,13 @@ __all__ = [
     "MalformedFrame",
     "NotAuthenticated",
     "NotFound",
+    "PayloadTooLarge",
     "RateLimited",
     "StreamchatError",
     "StreamerNotFound",
+    "TooManyAttempts",
+    "TooManyConnections",
+    "TooManyRequests",
     "TooManySubscriptions",
     "Unavailable",
     "UnknownActor",
@@ -218,3 +226,24 @@ class HistoryTrimmed(StreamchatError):
 
     code = "history_trimmed"
     status = 410
+
+
+class TooManyAttempts(RateLimited):
+    """Too many logins, or wrong admin tokens, from one address or for one account."""
+
+    code = "too_many_attempts"
+
+
+class TooManyConnections(RateLimited):
+    code = "too_many_connections"
+
+
+class TooManyRequests(RateLimited):
+    """A WebSocket client sent requests faster than allowed, or too many in one frame."""
+
+    code = "too_many_requests"
+
+
+class PayloadTooLarge(StreamchatError):
+    code = "payload_too_large"
+    status = 413

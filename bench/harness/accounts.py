@@ -81,7 +81,7 @@ async def _open_sessions(db: Database, prefix: str, count: int, *, concurrency: 
         twitch_id = f"{prefix}{index:09d}"
         async with limit:
             await users.register(twitch_id, login=f"b{prefix}u{index}")
-            tokens[index] = await sessions.create(twitch_id)
+            tokens[index] = (await sessions.create(twitch_id)).token
 
     await asyncio.gather(*(one(index) for index in range(count)))
     return tokens

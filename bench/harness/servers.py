@@ -209,6 +209,8 @@ async def start_server(
             "STREAMCHAT_SEED_SAMPLE_DATA": "true",
             # Stream status events would add deliveries the peers have no counterpart of.
             "STREAMCHAT_RUN_SINGLETONS": "false",
+            # Every simulated client comes from 127.0.0.1.
+            "STREAMCHAT_MAX_CONNECTIONS_PER_IP": "1000000",
         }
     extra.update(env or {})
     child_env.update(extra)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import hmac
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, status
+from fastapi import APIRouter, Depends, Header, Request, status
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from streamchat.errors import Forbidden, NotAuthenticated
 from streamchat.http.deps import ServicesDep
 from streamchat.http.schemas import printable as _printable
+from streamchat.http.throttle import client_address
 from streamchat.protocol import MAX_TEXT_LENGTH
 
 __all__ = ["router"]
@@ -21,15 +22,22 @@ class AdminDisabled(Forbidden):
 
 
 async def require_admin(
-    services: ServicesDep, authorization: Annotated[str | None, Header()] = None
+    request: Request,
+    services: ServicesDep,
+    authorization: Annotated[str | None, Header()] = None,
 ) -> None:
     expected = services.settings.admin_token
     if not expected:
         raise AdminDisabled("administration is disabled: STREAMCHAT_ADMIN_TOKEN is not set")
+    address = client_address(request)
+    # Refused before the token is even compared: a guesser learns nothing more.
+    services.throttles.check_admin(address)
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token:
+        services.throttles.admin_failed(address)
         raise NotAuthenticated("send Authorization: Bearer <admin token>")
     if not hmac.compare_digest(token.encode(), expected.encode()):
+        services.throttles.admin_failed(address)
         raise Forbidden("wrong admin token")
 
 

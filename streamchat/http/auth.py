@@ -8,6 +8,7 @@ from streamchat.config import AuthMode
 from streamchat.errors import Forbidden, UserNotFound
 from streamchat.http.deps import SESSION_COOKIE, ServicesDep
 from streamchat.http.schemas import LoginIn, UserOut
+from streamchat.http.throttle import client_address
 from streamchat.http.users import user_out
 from streamchat.store.sessions import session_key
 
@@ -21,18 +22,24 @@ class DevLoginDisabled(Forbidden):
 
 
 @router.post("/login", response_model=UserOut)
-async def login(body: LoginIn, services: ServicesDep, response: Response) -> UserOut:
+async def login(
+    body: LoginIn, request: Request, services: ServicesDep, response: Response
+) -> UserOut:
     """Log in by Twitch ID (``dev`` auth mode only) and receive the session cookie."""
     settings = services.settings
     if settings.auth_mode is not AuthMode.DEV:
         raise DevLoginDisabled("logging in by ID is only possible in dev auth mode")
+    services.throttles.login(client_address(request), body.twitch_id)
     user = await services.users.get(body.twitch_id)
     if user is None:
         raise UserNotFound(f"no user with Twitch ID {body.twitch_id}; register first")
-    token = await services.sessions.create(user.twitch_id)
+    session = await services.sessions.create(user.twitch_id)
+    for key in session.revoked:
+        # Pushed out by this login: their WebSockets close too (4001).
+        await services.connections.end_session(key)
     response.set_cookie(
         SESSION_COOKIE,
-        token,
+        session.token,
         max_age=settings.session_ttl_seconds,
         path="/",
         httponly=True,

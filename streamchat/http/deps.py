@@ -11,6 +11,7 @@ from streamchat.actors import Cluster
 from streamchat.config import Settings
 from streamchat.errors import NotAuthenticated
 from streamchat.http.access import SESSION_COOKIE, UNRESOLVED, resolved_user, session_token
+from streamchat.http.throttle import Throttles
 from streamchat.metrics import Metrics
 from streamchat.pubsub import PubSub
 from streamchat.rooms.service import RoomService
@@ -46,6 +47,7 @@ class Services:
     connections: ConnectionRegistry
     cluster: Cluster
     metrics: Metrics
+    throttles: Throttles
     connection_limits: ConnectionLimits
     allowed_origins: frozenset[str]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Response
+from fastapi import APIRouter, Header, Request, Response
 
 from streamchat.http.admin import require_admin
 from streamchat.http.deps import ServicesDep
@@ -17,10 +17,12 @@ router = APIRouter(tags=["health"])
 
 @router.get("/metrics", response_class=Response)
 async def metrics(
-    services: ServicesDep, authorization: Annotated[str | None, Header()] = None
+    request: Request,
+    services: ServicesDep,
+    authorization: Annotated[str | None, Header()] = None,
 ) -> Response:
     """Prometheus text: connections, subscriptions, messages, latency, actors, broker and
     database health. Behind the admin token unless ``STREAMCHAT_METRICS_PUBLIC`` is true."""
     if not services.settings.metrics_public:
-        await require_admin(services, authorization)
+        await require_admin(request, services, authorization)
     return Response(await services.metrics.render(), media_type=CONTENT_TYPE)

@@ -44,6 +44,18 @@ class RateLimiter:
         hits.append(now)
         return None
 
+    def peek(self, key: Hashable, limit: int) -> float | None:
+        """Like :meth:`hit`, without counting: ``None`` when a hit would be allowed."""
+        hits = self._hits.get(key)
+        if not hits:
+            return None
+        horizon = self._clock() - self.window
+        while hits and hits[0] <= horizon:
+            hits.popleft()
+        if len(hits) >= limit:
+            return hits[0] - horizon
+        return None
+
     def refund(self, key: Hashable) -> None:
         """Take back the newest hit of ``key``: what it counted did not happen after all."""
         hits = self._hits.get(key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import delete, select
@@ -13,7 +14,7 @@ from streamchat.pubsub import BatchedLookup
 from streamchat.store.database import Database
 from streamchat.store.models import Session, User, utcnow
 
-__all__ = ["SessionStore", "session_key"]
+__all__ = ["NewSession", "SessionStore", "session_key"]
 
 
 def session_key(token: str) -> str:
@@ -21,12 +22,20 @@ def session_key(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+@dataclass(frozen=True, slots=True)
+class NewSession:
+    token: str
+    #: Keys of the user's older sessions that this one pushed out.
+    revoked: list[str]
+
+
 class SessionStore:
     """Sessions live in the database, so they survive restarts and span processes."""
 
-    def __init__(self, db: Database, *, ttl: timedelta) -> None:
+    def __init__(self, db: Database, *, ttl: timedelta, max_per_user: int = 10) -> None:
         self._db = db
         self._ttl = ttl
+        self._max_per_user = max_per_user
         # Every request and WebSocket handshake asks: a burst of them shares a query.
         self._users = BatchedLookup(self._users_of)
 
@@ -34,8 +43,9 @@ class SessionStore:
         """Stop a lookup in flight; call before closing the database."""
         await self._users.close()
 
-    async def create(self, user_id: str) -> str:
-        """Start a session for ``user_id``; return the opaque token for the cookie."""
+    async def create(self, user_id: str) -> NewSession:
+        """Start a session for ``user_id``: the opaque token for the cookie, and the keys of
+        the user's oldest sessions it pushed out (beyond ``max_per_user``)."""
         token = secrets.token_urlsafe(32)  # 256 bits
         now = utcnow()
         async with self._db.session() as session:
@@ -50,7 +60,18 @@ class SessionStore:
                     expires_at=now + self._ttl,
                 )
             )
-        return token
+            await session.flush()
+            # A login storm must not leave one user with hundreds of live sessions.
+            keys = await session.scalars(
+                select(Session.token_hash)
+                .where(Session.user_id == user_id)
+                .order_by(Session.created_at.desc(), Session.token_hash)
+                .offset(self._max_per_user)
+            )
+            revoked = list(keys)
+            if revoked:
+                await session.execute(delete(Session).where(Session.token_hash.in_(revoked)))
+        return NewSession(token, revoked)
 
     async def alive(self, keys: list[str]) -> set[str]:
         """Which of these session keys belong to live sessions."""

@@ -27,7 +27,12 @@ from typing import Any
 import msgspec
 from starlette.websockets import WebSocket
 
-from streamchat.errors import StreamchatError, TooManySubscriptions, Unavailable
+from streamchat.errors import (
+    StreamchatError,
+    TooManyRequests,
+    TooManySubscriptions,
+    Unavailable,
+)
 from streamchat.logs import ACCESS, log_ws
 from streamchat.protocol import (
     Ack,
@@ -86,6 +91,13 @@ class ConnectionLimits:
     #: More errors than this within ``error_window`` seconds closes the connection.
     max_errors: int = 20
     error_window: float = 10.0
+    #: Requests one frame may carry; a frame with more is refused whole.
+    max_requests_per_frame: int = 64
+    #: Requests per second, with a burst of twice as many; None: unlimited.
+    requests_per_second: float | None = 20.0
+    #: Open connections from one address, and of one user.
+    max_per_ip: int = 200
+    max_per_user: int = 20
 
 
 class Connection:
@@ -94,6 +106,7 @@ class Connection:
     # Thousands sit idle at once: no per-instance __dict__, and the deques that
     # only a client that errs or publishes needs are made on first use.
     __slots__ = (
+        "_allowance",
         "_closing",
         "_drained",
         "_errors",
@@ -141,6 +154,8 @@ class Connection:
         # commits what queues up together, so one busy client is not held to one
         # commit per message. Acks still come in order (the store keeps it).
         self._pipeline: deque[asyncio.Task[None]] | None = None
+        # (requests left, when last counted): a token bucket made on the first request.
+        self._allowance: tuple[float, float] | None = None
         wire.on_writable(self._schedule_flush)
 
     # -- the Member side: frames from rooms ---------------------------------------------
@@ -261,15 +276,49 @@ class Connection:
             data: Any = message.get("text")
             if data is None:
                 data = message.get("bytes") or b""
+            if (refusal := self._too_many(data)) is not None:
+                self._fail(None, refusal)
+                continue
             for request in decode_requests(data):
                 if self._closing is not None:
                     return
                 if log_requests:
                     self._log(request)
                 if isinstance(request, Publish):
+                    # Publishes have their own limit, per user and room (RoomService).
                     await self._pipelined(request)
+                elif (slow_down := self._spend()) is not None:
+                    self._fail(request.id, slow_down)
                 else:
                     await self._handle(request)
+
+    def _too_many(self, data: str | bytes) -> TooManyRequests | None:
+        """Why this frame is refused whole (it holds too many requests), or None."""
+        limit = self._limits.max_requests_per_frame
+        # Counted before decoding: a frame of thousands of requests costs nothing more.
+        lines = (data.count("\n") if isinstance(data, str) else data.count(b"\n")) + 1
+        if lines > limit:
+            return TooManyRequests(f"at most {limit} requests per frame; none was handled")
+        return None
+
+    def _spend(self) -> TooManyRequests | None:
+        """Take one request from the connection's budget; the error when it is spent."""
+        rate = self._limits.requests_per_second
+        if rate is None:
+            return None
+        now = time.monotonic()
+        burst = 2 * rate
+        left, at = self._allowance or (burst, now)
+        left = min(burst, left + (now - at) * rate)
+        if left < 1:
+            self._allowance = (left, now)
+            retry_after = (1 - left) / rate
+            return TooManyRequests(
+                f"at most {rate:g} requests per second; retry in {retry_after:.1f} s",
+                details={"retry_after": round(retry_after, 3)},
+            )
+        self._allowance = (left - 1, now)
+        return None
 
     def _log(self, request: Request | RequestError) -> None:
         if isinstance(request, RequestError):

@@ -8,7 +8,7 @@ from starlette.datastructures import URL, Headers
 from starlette.requests import cookie_parser
 from starlette.websockets import WebSocket
 
-from streamchat.errors import Unavailable
+from streamchat.errors import StreamchatError, TooManyConnections, Unavailable
 from streamchat.http.access import HEADER, request_id_of
 from streamchat.http.deps import SESSION_COOKIE, Services
 from streamchat.http.errors import error_response
@@ -27,15 +27,32 @@ PATH = "/ws"
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
     """Serve one client of the room protocol, from handshake to close."""
-    connection = await _accept(websocket)
-    if connection is None:
+    services: Services = websocket.app.state.services
+    connections = services.connections
+    client = websocket.scope.get("client")
+    address = client[0] if client else "unknown"
+    # Counted from the handshake on, so a burst of handshakes cannot all slip in.
+    if not connections.admit_address(address, services.connection_limits.max_per_ip):
+        await _deny(websocket, TooManyConnections("too many connections from this address"))
         return
-    connections = websocket.app.state.services.connections
-    connections.add(connection)
+    connection = None
     try:
-        await connection.serve()
+        connection = await _accept(websocket)
+        if connection is None:
+            return
+        connections.add(connection)
+        try:
+            await connection.serve()
+        finally:
+            connections.discard(connection)
     finally:
-        connections.discard(connection)
+        user = connection.user if connection is not None else None
+        connections.release(address, user.id if user else None)
+
+
+async def _deny(websocket: WebSocket, error: StreamchatError) -> None:
+    """Refuse the handshake with an HTTP error the client can read."""
+    await websocket.send_denial_response(error_response(error))
 
 
 async def _accept(websocket: WebSocket) -> Connection | None:
@@ -77,12 +94,21 @@ async def _accept(websocket: WebSocket) -> Connection | None:
     except Exception as exc:
         # Our failure, not the client's: 503, which a client retries (a 403 says "don't").
         log.warning("could not check the session of a WebSocket (%s); refusing it with 503", exc)
-        await websocket.send_denial_response(
-            error_response(Unavailable("sessions cannot be checked right now; retry"))
-        )
+        await _deny(websocket, Unavailable("sessions cannot be checked right now; retry"))
+        return None
+    limits = services.connection_limits
+    if user is not None and not services.connections.admit_user(
+        user.twitch_id, limits.max_per_user
+    ):
+        await _deny(websocket, TooManyConnections("too many connections for this user"))
         return None
     request_id = request_id_of(headers)
-    await websocket.accept(headers=[(HEADER.encode(), request_id.encode())])
+    try:
+        await websocket.accept(headers=[(HEADER.encode(), request_id.encode())])
+    except BaseException:
+        if user is not None:
+            services.connections.release(None, user.twitch_id)
+        raise
     # Nothing reads the request's headers after the handshake; the scope lives
     # as long as the connection.
     scope["headers"] = []

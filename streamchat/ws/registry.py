@@ -36,9 +36,27 @@ class ConnectionRegistry:
         self._recheck_interval = recheck_interval
         self._by_session: dict[str, set[Connection]] = {}
         self._count = 0
+        # Open connections (handshakes included) per client address and per user.
+        self._by_address: dict[str, int] = {}
+        self._by_user: dict[str, int] = {}
 
     def __len__(self) -> int:
         return self._count
+
+    def admit_address(self, address: str, limit: int) -> bool:
+        """Count a connection from ``address`` unless it has ``limit`` already."""
+        return _admit(self._by_address, address, limit)
+
+    def admit_user(self, user_id: str, limit: int) -> bool:
+        """Count a connection of ``user_id`` unless they have ``limit`` already."""
+        return _admit(self._by_user, user_id, limit)
+
+    def release(self, address: str | None, user_id: str | None) -> None:
+        """Uncount what :meth:`admit_address` and :meth:`admit_user` counted."""
+        if address is not None:
+            _release(self._by_address, address)
+        if user_id is not None:
+            _release(self._by_user, user_id)
 
     def add(self, connection: Connection) -> None:
         self._count += 1
@@ -96,3 +114,19 @@ class ConnectionRegistry:
             for key in keys:
                 if key not in alive and self._close_session(key):
                     log.info("closed the connections of an ended session")
+
+
+def _admit(counts: dict[str, int], key: str, limit: int) -> bool:
+    count = counts.get(key, 0)
+    if count >= limit:
+        return False
+    counts[key] = count + 1
+    return True
+
+
+def _release(counts: dict[str, int], key: str) -> None:
+    count = counts.get(key, 0) - 1
+    if count > 0:
+        counts[key] = count
+    else:
+        counts.pop(key, None)

@@ -15,11 +15,10 @@ from fastapi import FastAPI
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from streamchat.app import create_app
+from streamchat.app import create_app, server_options
 from streamchat.client import ChatClient, login
 from streamchat.config import Settings
 from streamchat.http.deps import Services
-from streamchat.ws.transport import PROTOCOL_CLASS
 
 
 @dataclass
@@ -47,15 +46,9 @@ async def live_server(settings: Settings) -> AsyncIterator[LiveServer]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app,
-        ws=PROTOCOL_CLASS,
-        log_level="warning",
-        ws_max_size=settings.ws_max_message_size,
-        ws_ping_interval=settings.ws_ping_interval,
-        ws_ping_timeout=settings.ws_ping_timeout,
-        ws_per_message_deflate=settings.ws_compression,
-    )
+    options = server_options(settings) | {"log_level": "warning"}
+    del options["host"], options["port"]
+    config = uvicorn.Config(app, **options)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

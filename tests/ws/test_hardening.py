@@ -22,8 +22,8 @@ def _tracebacks(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 @pytest.mark.parametrize(
     ("frame", "code"),
     [
-        ('{"type":[]}', "invalid_frame"),
-        ('{"type":{}}', "invalid_frame"),
+        ('{"type":[]}', "unknown_type"),
+        ('{"type":{}}', "unknown_type"),
         ('{"type":null,"id":5}', "invalid_frame"),
         ("[" * 1000 + "]" * 1000, "malformed_json"),
         ('{"type":"ping","x":' + "[" * 5000 + "]" * 5000 + "}", "malformed_json"),
