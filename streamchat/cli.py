@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Annotated, Any
 
 import typer
@@ -21,6 +22,7 @@ app = typer.Typer(
     add_completion=False,
 )
 console = Console(stderr=True)
+log = logging.getLogger("streamchat")
 
 DatabaseUrl = Annotated[
     str | None,
@@ -35,10 +37,23 @@ def _settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         for error in exc.errors():
             name = ".".join(str(part) for part in error["loc"])
-            console.print(
-                f"[bold red]streamchat:[/] bad setting {name} "
-                f"(STREAMCHAT_{name.upper()} or --{name.replace('_', '-')}): {error['msg']}"
-            )
+            where = f"STREAMCHAT_{name.upper()}"
+            if name in overrides:  # this command has a flag for it
+                where += f" or --{name.replace('_', '-')}"
+            console.print(f"[bold red]streamchat:[/] bad setting {name} ({where}): {error['msg']}")
+        raise typer.Exit(code=2) from None
+
+
+def _check_backends(settings: Settings) -> None:
+    """Exit 2 with one line, rather than a traceback, for a broker or store URL we can't use."""
+    from streamchat.pubsub import ConfigurationError
+    from streamchat.pubsub._registry import make_broker, make_store
+
+    try:
+        make_broker(settings.broker_url)
+        make_store(settings.chat_store_url)
+    except ConfigurationError as exc:
+        console.print(f"[bold red]streamchat:[/] {exc}")
         raise typer.Exit(code=2) from None
 
 
@@ -134,16 +149,18 @@ def serve(
     if (reason := refuse_unsafe_bind(settings)) is not None:
         console.print(f"[bold red]streamchat:[/] {reason}")
         raise typer.Exit(code=2)
+    _check_backends(settings)
     configure_logging(settings.log_level, settings.log_format)
     if not settings.run_singletons and settings.broker_url.startswith("memory:"):
-        console.print(
-            "[yellow]--no-workers with the memory:// broker:[/] no worker can reach this "
-            "process, so nothing will watch streams or prune history"
+        log.warning(
+            "--no-workers with the memory:// broker: no worker can reach this process, so "
+            "nothing will watch streams or prune history"
         )
     if settings.auth_mode is AuthMode.DEV:
-        console.print(
-            "[yellow]dev auth mode:[/] anyone can log in by Twitch ID "
-            f"(listening on {settings.host}:{settings.port})"
+        log.warning(
+            "dev auth mode: anyone can log in by Twitch ID (listening on %s:%d)",
+            settings.host,
+            settings.port,
         )
     # Logging is configured above (text or JSON); uvicorn's loggers go through it.
     uvicorn.run(create_app(settings), log_config=None, **server_options(settings))
@@ -161,13 +178,20 @@ def worker(
     log_format: Annotated[
         str | None, typer.Option(help="text or json [env STREAMCHAT_LOG_FORMAT]")
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Serve Prometheus metrics on this port (127.0.0.1 unless --metrics-host)"
+        ),
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="Address of the metrics port")] = "127.0.0.1",
 ) -> None:
     """Run the singleton actors (stream watcher, retention) beside the servers.
 
     Start as many as you like: one leads, the others stand by and take over
     within seconds if it dies.
     """
-    from streamchat.worker import refuse_worker, run_worker
+    from streamchat.worker import WorkerStartFailed, refuse_worker, run_worker
 
     settings = _settings(
         database_url=database_url,
@@ -179,8 +203,15 @@ def worker(
     if (reason := refuse_worker(settings)) is not None:
         console.print(f"[bold red]streamchat worker:[/] {reason}")
         raise typer.Exit(code=2)
+    _check_backends(settings)
     configure_logging(settings.log_level, settings.log_format)
-    asyncio.run(run_worker(settings))
+    try:
+        asyncio.run(
+            run_worker(settings, metrics=(metrics_host, metrics_port) if metrics_port else None)
+        )
+    except WorkerStartFailed as exc:
+        console.print(f"[bold red]streamchat worker:[/] {exc}")
+        raise typer.Exit(code=1) from None
 
 
 @app.command()

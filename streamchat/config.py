@@ -113,6 +113,16 @@ class Settings(BaseSettings):
     #: another process takes the actor over.
     actor_lease_seconds: float = Field(default=10.0, ge=1, le=300)
 
+    @field_validator("admin_token")
+    @classmethod
+    def _strong_token(cls, value: str | None) -> str | None:
+        value = (value or "").strip()
+        if not value:
+            return None  # unset: administration is disabled
+        if len(value) < 12 or any(ch.isspace() for ch in value):
+            raise ValueError("must be at least 12 characters, without spaces")
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:

@@ -14,7 +14,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, Final
 
-__all__ = ["ACCESS", "JsonFormatter", "configure_logging", "log_http", "log_ws"]
+__all__ = ["ACCESS", "JsonFormatter", "TextFormatter", "configure_logging", "log_http", "log_ws"]
 
 #: The logger of the per-request lines; its level can be set on its own.
 ACCESS: Final = logging.getLogger("streamchat.access")
@@ -28,6 +28,25 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 
 _TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
+#: Characters that could end a log line early or drive a terminal: C0 and C1 controls and
+#: the Unicode line separators. A client's path, room or id is written with them escaped.
+_ESCAPES = {
+    code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    for code in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)
+}
+#: Fields that uvicorn adds for its coloured console, meaningless in a JSON line.
+_NOT_FIELDS = frozenset({"color_message"})
+
+
+class TextFormatter(logging.Formatter):
+    """``time level logger: message``, one line per message whatever the message holds.
+
+    A traceback still spans lines: it comes after the message, from the server.
+    """
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return super().formatMessage(record).translate(_ESCAPES)
+
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, and every ``extra`` field."""
@@ -40,7 +59,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
+            if key not in _STANDARD and key not in _NOT_FIELDS and not key.startswith("_"):
                 line[key] = value
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
@@ -52,7 +71,7 @@ class JsonFormatter(logging.Formatter):
 def configure_logging(level: str, fmt: str = "text") -> None:
     """Log to stderr at ``level``, as ``text`` or ``json`` lines (uvicorn's loggers included)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(_TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter(_TEXT_FORMAT))
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)

@@ -34,11 +34,12 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 
 @dataclass(slots=True)
 class _Sources:
-    connections: Callable[[], int]
-    rooms: RoomService
     pubsub: PubSub
     cluster: Cluster
     db: Database
+    #: A server's; a worker has no connections or rooms.
+    connections: Callable[[], int] | None
+    rooms: RoomService | None
 
 
 class Metrics(Collector):
@@ -61,33 +62,45 @@ class Metrics(Collector):
     def bind(
         self,
         *,
-        connections: Callable[[], int],
-        rooms: RoomService,
         pubsub: PubSub,
         cluster: Cluster,
         db: Database,
+        connections: Callable[[], int] | None = None,
+        rooms: RoomService | None = None,
     ) -> None:
         """Tell the metrics where to read their values; done once the services exist."""
-        self._sources = _Sources(connections, rooms, pubsub, cluster, db)
+        self._sources = _Sources(pubsub, cluster, db, connections, rooms)
         self.registry.register(self)
 
+    async def check_database(self) -> None:
+        """Ping the database (at most a second) for ``streamchat_database_up``."""
+        if self._sources is None:
+            return
+        try:
+            async with asyncio.timeout(1.0):
+                await self._sources.db.ping()
+            self._database_up = 1.0
+        except Exception as exc:
+            log.warning("metrics: the database does not answer: %s", exc)
+            self._database_up = 0.0
+
     async def render(self) -> bytes:
-        """The exposition text; checks the database first (at most a second)."""
-        if self._sources is not None:
-            try:
-                async with asyncio.timeout(1.0):
-                    await self._sources.db.ping()
-                self._database_up = 1.0
-            except Exception as exc:
-                log.warning("metrics: the database does not answer: %s", exc)
-                self._database_up = 0.0
+        """The exposition text; checks the database first."""
+        await self.check_database()
         return generate_latest(self.registry)
 
     def collect(self) -> Iterator[Metric]:
         sources = self._sources
         if sources is None:
             return
+        yield from self._rooms(sources)
+        yield from self._links(sources)
+        yield from self._actors(sources)
+
+    def _rooms(self, sources: _Sources) -> Iterator[Metric]:
         rooms = sources.rooms
+        if rooms is None or sources.connections is None:
+            return
         yield GaugeMetricFamily(
             "streamchat_connections", "Open WebSocket connections.", value=sources.connections()
         )
@@ -111,6 +124,8 @@ class Metrics(Collector):
             "Room frames handed to this process's connections.",
             value=rooms.feeds.delivered,
         )
+
+    def _links(self, sources: _Sources) -> Iterator[Metric]:
         health = sources.pubsub.health
         yield GaugeMetricFamily(
             "streamchat_broker_up", "1 while the broker link is connected.", value=health.connected
@@ -125,6 +140,8 @@ class Metrics(Collector):
             "1 when the database answered at this scrape.",
             value=self._database_up,
         )
+
+    def _actors(self, sources: _Sources) -> Iterator[Metric]:
         restarts = CounterMetricFamily(
             "streamchat_actor_restarts", "Restarts of each actor after a crash.", labels=["actor"]
         )

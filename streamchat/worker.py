@@ -11,13 +11,17 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import AsyncIterator
 
-from streamchat.actors import Node, running_actors
+from prometheus_client import start_http_server
+
+from streamchat.actors import Cluster, Node, running_actors
 from streamchat.config import Settings
+from streamchat.metrics import Metrics
 from streamchat.pubsub import PubSub
 from streamchat.store.database import Database
 
-__all__ = ["refuse_worker", "run_worker"]
+__all__ = ["WorkerStartFailed", "refuse_worker", "run_worker"]
 
 log = logging.getLogger("streamchat.worker")
 
@@ -33,8 +37,21 @@ def refuse_worker(settings: Settings) -> str | None:
     return None
 
 
-async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Run until ``stop`` is set, or SIGINT/SIGTERM; then stop the actors within their deadline."""
+class WorkerStartFailed(Exception):
+    """The worker could not reach what it needs to start (the database, the broker)."""
+
+
+async def run_worker(
+    settings: Settings,
+    stop: asyncio.Event | None = None,
+    *,
+    metrics: tuple[str, int] | None = None,
+) -> None:
+    """Run until ``stop`` is set, or SIGINT/SIGTERM; then stop the actors within their deadline.
+
+    With ``metrics`` (host, port), serve Prometheus metrics there: the worker's actors,
+    broker and database.
+    """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -44,11 +61,46 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     async with contextlib.AsyncExitStack() as stack:
         db = Database(settings.database_url)
         stack.push_async_callback(db.close)
-        await db.migrate()
         pubsub = PubSub(broker=settings.broker_url, store=settings.chat_store_url)
-        await pubsub.connect()
+        try:
+            await db.migrate()
+            await pubsub.connect()
+        except Exception as exc:
+            raise WorkerStartFailed(f"cannot start: {type(exc).__name__}: {exc}") from exc
         stack.push_async_callback(pubsub.disconnect)
-        await stack.enter_async_context(running_actors(settings, node, db, pubsub, singletons=True))
+        cluster = await stack.enter_async_context(
+            running_actors(settings, node, db, pubsub, singletons=True)
+        )
+        if metrics is not None:
+            await stack.enter_async_context(_serving_metrics(metrics, cluster, pubsub, db))
         log.info("worker %s (pid %d) running; waiting for leadership", node.id, node.pid)
         await stop.wait()
         log.info("worker %s stopping", node.id)
+
+
+@contextlib.asynccontextmanager
+async def _serving_metrics(
+    address: tuple[str, int], cluster: Cluster, pubsub: PubSub, db: Database
+) -> AsyncIterator[None]:
+    """Prometheus metrics on ``address`` (prometheus-client's own server, in a thread)."""
+    metrics = Metrics()
+    metrics.bind(cluster=cluster, pubsub=pubsub, db=db)
+    host, port = address
+    server, thread = start_http_server(port, addr=host, registry=metrics.registry)
+    log.info("worker metrics on http://%s:%d/metrics", host, port)
+
+    async def check_database() -> None:
+        # The server thread reads what this loop last saw of the database.
+        while True:
+            await metrics.check_database()
+            await asyncio.sleep(10)
+
+    checker = asyncio.create_task(check_database(), name="worker-metrics-database")
+    try:
+        yield
+    finally:
+        checker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await checker
+        server.shutdown()
+        thread.join(timeout=5)

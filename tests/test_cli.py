@@ -140,3 +140,30 @@ def test_a_bad_setting_stops_start_up_naming_it(
     assert result.returncode == 2
     assert named in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_an_unknown_broker_scheme_is_one_line(command: str, tmp_path: Path) -> None:
+    result = _streamchat(
+        command,
+        env={
+            "STREAMCHAT_BROKER_URL": "bogus://x",
+            "STREAMCHAT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'x.db'}",
+        },
+    )
+    assert result.returncode == 2
+    assert "unknown broker scheme 'bogus'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_worker_that_cannot_reach_its_broker_says_so(tmp_path: Path) -> None:
+    result = _streamchat(
+        "worker",
+        env={
+            "STREAMCHAT_BROKER_URL": f"redis://127.0.0.1:{_free_port()}",
+            "STREAMCHAT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'x.db'}",
+        },
+    )
+    assert result.returncode == 1
+    assert "cannot start" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from streamchat.config import DEFAULT_DATABASE_URL, AuthMode, Settings, is_loopback
 
@@ -20,11 +21,11 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STREAMCHAT_PORT", "9000")
     monkeypatch.setenv("STREAMCHAT_ALLOWED_ORIGINS", "https://a.example, https://b.example/ ,")
-    monkeypatch.setenv("STREAMCHAT_ADMIN_TOKEN", "s3cret")
+    monkeypatch.setenv("STREAMCHAT_ADMIN_TOKEN", "s3cret-admin-token")
     settings = Settings()
     assert settings.port == 9000
     assert settings.allowed_origins == ["https://a.example", "https://b.example"]
-    assert settings.admin_token == "s3cret"
+    assert settings.admin_token == "s3cret-admin-token"
 
 
 def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -49,3 +50,14 @@ def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 )
 def test_is_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize("token", ["short", "has some spaces in it", "x"])
+def test_weak_admin_tokens_are_refused(token: str) -> None:
+    with pytest.raises(ValidationError, match="admin_token"):
+        Settings(admin_token=token)
+
+
+@pytest.mark.parametrize("token", ["", "   "])
+def test_a_blank_admin_token_leaves_administration_off(token: str) -> None:
+    assert Settings(admin_token=token).admin_token is None

@@ -47,3 +47,31 @@ def test_request_lines_are_skipped_below_info(caplog: object) -> None:
         assert handler_records == []
     finally:
         logger.setLevel(previous)
+
+
+def test_text_lines_cannot_be_forged_by_what_a_client_sends() -> None:
+    from streamchat.logs import TextFormatter
+
+    record = logging.LogRecord(
+        "streamchat.access",
+        logging.INFO,
+        __file__,
+        1,
+        "GET %s",
+        ("/x\n2026-11-30 03:00:00,000 INFO streamchat.access: FORGED\x1b[31m\u2028",),
+        None,
+    )
+    line = TextFormatter("%(name)s: %(message)s").format(record)
+    assert "\n" not in line
+    assert "\x1b" not in line
+    assert "\u2028" not in line
+    assert line == (
+        "streamchat.access: GET /x\\x0a2026-11-30 03:00:00,000 INFO streamchat.access: "
+        "FORGED\\x1b[31m\\u2028"
+    )
+
+
+def test_json_lines_leave_out_console_colours() -> None:
+    record = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1, "Started", (), None)
+    record.color_message = "\x1b[32mStarted\x1b[0m"
+    assert "color_message" not in json.loads(JsonFormatter().format(record))

@@ -26,7 +26,7 @@ import socket
 import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import msgspec
@@ -86,12 +86,16 @@ class DatabaseLease:
         self._node_id = node_id
 
     async def acquire(self) -> bool:
-        return await _unbroken(
-            self._store.acquire(self._name, self._node_id, ttl=timedelta(seconds=self.ttl))
-        )
+        return await _unbroken(self._store.acquire(self._name, self._node_id, ttl=self.ttl))
 
     async def release(self) -> None:
         await _unbroken(self._store.release(self._name, self._node_id))
+
+    async def paused(self) -> bool:
+        return await _unbroken(self._store.paused(self._name))
+
+    async def set_paused(self, paused: bool) -> None:
+        await _unbroken(self._store.set_paused(self._name, paused))
 
 
 _unfinished: set[asyncio.Task[Any]] = set()
@@ -130,11 +134,13 @@ class _Entry(msgspec.Struct, frozen=True):
 
     name: str
     state: str
-    node: _NodeRef
+    #: None for an actor that no live process runs.
+    node: _NodeRef | None
     mailbox: int
     restarts: int
     last_error: str | None
-    last_error_at: float | None
+    #: ISO 8601, UTC.
+    last_error_at: str | None
     restart_in: float | None
 
 
@@ -177,6 +183,7 @@ _encode = msgspec.json.Encoder().encode
 
 
 def _entry(info: ActorInfo, node: _NodeRef) -> _Entry:
+    at = info.last_error_at
     return _Entry(
         info.name,
         str(info.state),
@@ -184,7 +191,7 @@ def _entry(info: ActorInfo, node: _NodeRef) -> _Entry:
         info.mailbox,
         info.restarts,
         info.last_error,
-        info.last_error_at,
+        datetime.fromtimestamp(at, UTC).isoformat() if at is not None else None,
         info.restart_in,
     )
 
@@ -206,7 +213,7 @@ class Cluster:
         heartbeat: float = 5.0,
         node_ttl: float = 15.0,
         ask_timeout: float = 10.0,
-        list_timeout: float = 2.0,
+        list_timeout: float = 1.0,
     ) -> None:
         self.node = node
         self.actors = actors
@@ -356,7 +363,8 @@ class Cluster:
         actor = self._catalog.get(name)
         if actor is None:
             known = ", ".join(sorted(self._catalog))
-            raise UnknownActor(f"no actor {name!r}; the actors are: {known}")
+            shown = name if len(name) <= 64 else name[:64] + "…"
+            raise UnknownActor(f"no actor {shown!r}; the actors are: {known}")
         return actor
 
     async def command(self, actor: str, command: str, args: object) -> object:
@@ -381,13 +389,13 @@ class Cluster:
         waiter: asyncio.Future[_Reply] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = waiter
         try:
+            # The holder gives up a little earlier, so that its answer (a timeout) makes it back.
+            remote_wait = max(0.5, self._ask_timeout - 0.5)
             await self._send(
-                _Ask(
-                    request_id, self.node.id, holder, actor, command, args or {}, self._ask_timeout
-                )
+                _Ask(request_id, self.node.id, holder, actor, command, args or {}, remote_wait)
             )
             try:
-                async with asyncio.timeout(self._ask_timeout + 1.0):
+                async with asyncio.timeout(self._ask_timeout):
                     reply = await waiter
             except TimeoutError:
                 raise ActorTimeout(
@@ -443,6 +451,14 @@ class Cluster:
             for reply in collected:
                 replies.setdefault(reply.node.id, reply)
         entries = [entry for reply in replies.values() for entry in reply.actors or ()]
+        # An actor that no live process runs or stands by for is listed too, stopped,
+        # so that its absence shows.
+        listed = {entry.name for entry in entries}
+        entries += [
+            _Entry(name, "stopped", None, 0, 0, None, None, None)
+            for name in self._catalog
+            if name not in listed
+        ]
         entries.sort(key=lambda e: (e.name, e.state not in ("running", "paused", "restarting")))
         known = {node.id: node for node in nodes}
         known.setdefault(self.node.id, self.node.record())

@@ -84,7 +84,15 @@ class Resume(Command, tag="resume", frozen=True):
 class Broadcast(Command, tag="broadcast", frozen=True):
     """An operator's message to every actor."""
 
-    text: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+    #: Like a chat line: something to read, and no control characters.
+    text: Annotated[
+        str,
+        msgspec.Meta(
+            min_length=1,
+            max_length=500,
+            pattern="^(?=.*\\S)[^\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]+$",
+        ),
+    ]
 
 
 #: Commands every actor takes.
@@ -161,6 +169,12 @@ class Lease(Protocol):
 
     async def release(self) -> None:
         """Give the lease up, if it is ours."""
+
+    async def paused(self) -> bool:
+        """Whether an operator paused the actor (it stays paused in every process)."""
+
+    async def set_paused(self, paused: bool) -> None:
+        """Record that the actor is paused, or no longer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,7 +341,8 @@ class ActorCell:
             async with asyncio.timeout(wait):
                 return await asyncio.shield(reply)
         except TimeoutError:
-            # Handled later all the same; nobody is waiting for the answer.
+            # Still waiting in the mailbox: it will not run. Already running: it finishes.
+            reply.cancel()
             raise ActorTimeout(
                 f"{self.name} did not answer {command_name(type(command))!r} within {wait:g} s"
             ) from None
@@ -386,14 +401,25 @@ class ActorCell:
                 self._placed.set()
                 await self._supervise()
                 return
-            if not await self._try_acquire():
+            sent = await self._try_acquire()
+            if sent is None:
                 self._state = ActorState.STANDBY
                 self._placed.set()
                 await self._sleep(self._lease.ttl / 5)
                 continue
             log.info("actor %s: this process leads; starting it", self.name)
+            try:
+                # An operator's pause holds wherever the actor runs.
+                async with asyncio.timeout(self._lease.ttl / 5):
+                    self._paused = await self._lease.paused()
+            except Exception as exc:
+                log.warning(
+                    "actor %s: could not read whether it is paused: %s", self.name, _why(exc)
+                )
             runner = asyncio.create_task(self._supervise(), name=f"actor:{self.name}:run")
-            keeper = asyncio.create_task(self._keep_lease(), name=f"actor:{self.name}:lease")
+            keeper = asyncio.create_task(
+                self._keep_lease(sent + self._lease.ttl), name=f"actor:{self.name}:lease"
+            )
             try:
                 await asyncio.wait({runner, keeper}, return_when=asyncio.FIRST_COMPLETED)
             finally:
@@ -408,38 +434,52 @@ class ActorCell:
             log.warning("actor %s: lost its lease; standing by", self.name)
             self._state = ActorState.STANDBY
 
-    async def _try_acquire(self) -> bool:
+    async def _try_acquire(self) -> float | None:
+        """Try to take (or keep) the lease; when we hold it, the monotonic time the request
+        was sent: the lease runs ``ttl`` from no earlier than that."""
         assert self._lease is not None
+        sent = time.monotonic()
         try:
             async with asyncio.timeout(self._lease.ttl / 3):
-                return await self._lease.acquire()
+                held = await self._lease.acquire()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.warning("actor %s: could not check its lease: %s", self.name, exc)
-            return False
+            log.warning("actor %s: could not check its lease: %s", self.name, _why(exc))
+            return None
+        return sent if held else None
 
-    async def _keep_lease(self) -> None:
-        """Renew the lease every third of its ttl; return once it is lost."""
+    async def _keep_lease(self, valid_until: float) -> None:
+        """Renew the lease every third of its ttl; return once it is lost, or once it might
+        have expired for the others.
+
+        ``valid_until`` counts from when a renewal was *sent*: the database stamps it
+        later, so the others see it expire no earlier than we stop.
+        """
         assert self._lease is not None
         ttl = self._lease.ttl
-        valid_until = time.monotonic() + ttl
+        margin = ttl / 5
+        pause = ttl / 3
         while True:
-            await asyncio.sleep(ttl / 3)
+            await asyncio.sleep(max(0.0, min(pause, valid_until - margin - time.monotonic())))
+            budget = valid_until - margin - time.monotonic()
+            if budget <= 0:
+                log.warning("actor %s: could not renew its lease in time", self.name)
+                return
+            sent = time.monotonic()
             try:
-                async with asyncio.timeout(ttl / 3):
+                async with asyncio.timeout(min(ttl / 3, budget)):
                     held = await self._lease.acquire()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("actor %s: renewing its lease failed: %s", self.name, exc)
-                # Step down before the lease can have expired for the others.
-                if time.monotonic() + ttl / 3 >= valid_until:
-                    return
+                log.warning("actor %s: renewing its lease failed: %s", self.name, _why(exc))
+                pause = ttl / 10
                 continue
             if not held:
                 return
-            valid_until = time.monotonic() + ttl
+            valid_until = sent + ttl
+            pause = ttl / 3
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep, but wake up when a stop is requested."""
@@ -475,7 +515,8 @@ class ActorCell:
                     crashes = 0
                 crashes += 1
                 self._restarts += 1
-                self._last_error = f"{type(exc).__name__}: {exc}"
+                # The first line only: a database error goes on with its SQL and parameters.
+                self._last_error = _why(exc)
                 self._last_error_at = time.time()
                 low, high = self._backoff
                 delay = min(high, low * 2 ** (crashes - 1))
@@ -520,6 +561,8 @@ class ActorCell:
 
     async def _deliver(self, actor: Actor, envelope: _Envelope) -> None:
         command, reply = envelope.command, envelope.reply
+        if reply is not None and reply.cancelled():
+            return  # its asker gave up before it came up: not run at all
         try:
             result = await self._handle(actor, command)
         except StreamchatError as exc:
@@ -531,26 +574,29 @@ class ActorCell:
             return
         except Exception as exc:
             if reply is not None and not reply.done():
-                reply.set_exception(
-                    ActorCrashed(f"{self.name} crashed handling it ({type(exc).__name__}: {exc})")
-                )
+                reply.set_exception(ActorCrashed(f"{self.name} crashed handling it ({_why(exc)})"))
             raise
         if reply is not None and not reply.done():
             reply.set_result(result)
 
     async def _handle(self, actor: Actor, command: Command) -> object:
         match command:
-            case Pause():
-                self._paused = True
-                self._state = ActorState.PAUSED
-                return {"state": self._state}
-            case Resume():
-                self._paused = False
-                self._state = ActorState.RUNNING
+            case Pause() | Resume():
+                self._paused = isinstance(command, Pause)
+                self._state = ActorState.PAUSED if self._paused else ActorState.RUNNING
+                if self._lease is not None:
+                    await self._lease.set_paused(self._paused)
                 return {"state": self._state}
             case Broadcast(text=text):
                 return await actor.on_broadcast(text)
         return await actor.handle(command)
+
+
+def _why(exc: BaseException) -> str:
+    """An exception in one short line: its type, and the first line of its message."""
+    message = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__
+    return text if len(text) <= 300 else text[:299] + "…"
 
 
 def _consume(future: asyncio.Future[object]) -> None:

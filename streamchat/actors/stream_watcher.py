@@ -132,11 +132,22 @@ class StreamWatcher(Actor):
             changes.append(StreamChange(streamer.login, kind, _event_data(streamer, status)))
         # First the database, so that whoever hears of a change and asks finds it there.
         await self._streamers.set_streams(writes)
+        unannounced: list[str] = []
+        error: PubSubError | None = None
         for change in changes:
             try:
                 await self._events.announce(change.login, change.kind, change.info)
             except PubSubError as exc:
-                log.warning("stream watcher: could not announce %s: %s", change.kind, exc)
+                unannounced.append(change.login)
+                error = exc
+        if error is not None:
+            # Once per refresh, not once per room: a broker outage would flood the log.
+            log.warning(
+                "stream watcher: %d change(s) recorded but not announced (%s): %s",
+                len(unannounced),
+                ", ".join(unannounced[:5]),
+                error,
+            )
         if changes:
             log.info(
                 "stream watcher: %d change(s): %s",

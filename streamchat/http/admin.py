@@ -32,7 +32,9 @@ async def require_admin(
     address = client_address(request)
     # Refused before the token is even compared: a guesser learns nothing more.
     services.throttles.check_admin(address)
-    scheme, _, token = (authorization or "").partition(" ")
+    # "Bearer <token>", with any spacing HTTP allows around and between them.
+    scheme, token = [*(authorization or "").split(None, 1), "", ""][:2]
+    token = token.strip()
     if scheme.lower() != "bearer" or not token:
         services.throttles.admin_failed(address)
         raise NotAuthenticated("send Authorization: Bearer <admin token>")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, delete, select
+from sqlalchemy import ColumnElement, Double, case, cast, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from streamchat.store.database import Database
@@ -80,20 +80,34 @@ class ClusterStore:
 
     # -- leases --
 
-    async def acquire(self, name: str, holder: str, *, ttl: timedelta) -> bool:
-        """Take lease ``name`` for ``holder``, or renew it; whether ``holder`` holds it now."""
+    def _clock(self) -> ColumnElement[float]:
+        """The database's time in UNIX seconds, read when the statement runs (not when it
+        started waiting for a lock)."""
+        if self._db.is_sqlite:
+            return cast((func.julianday("now") - 2440587.5) * 86400.0, Double)
+        return cast(func.extract("epoch", func.clock_timestamp()), Double)
+
+    async def acquire(self, name: str, holder: str, *, ttl: float) -> bool:
+        """Take lease ``name`` for ``holder``, or renew it; whether ``holder`` holds it now.
+
+        One statement: insert the lease, or take it over when it is ours or has
+        expired, by the database's clock at the moment the row is locked.
+        """
         dialect = sqlite if self._db.is_sqlite else postgresql
-        now = utcnow()
+        now = self._clock()
         stmt = dialect.insert(ActorLease).values(
-            name=name, holder=holder, acquired_at=now, expires_at=now + ttl
+            name=name, holder=holder, acquired_at=now, expires_at=now + ttl, paused=False
         )
         stmt = stmt.on_conflict_do_update(
             index_elements=[ActorLease.name],
             set_={
                 "holder": stmt.excluded.holder,
-                "expires_at": stmt.excluded.expires_at,
+                "expires_at": now + ttl,
                 # A renewal keeps the time it was first taken.
-                "acquired_at": _case_new_holder(stmt),
+                "acquired_at": case(
+                    (ActorLease.holder == stmt.excluded.holder, ActorLease.acquired_at),
+                    else_=now,
+                ),
             },
             where=(ActorLease.holder == stmt.excluded.holder) | (ActorLease.expires_at <= now),
         ).returning(ActorLease.holder)
@@ -101,9 +115,12 @@ class ClusterStore:
             return (await session.execute(stmt)).scalar() == holder
 
     async def release(self, name: str, holder: str) -> None:
+        """Let the lease expire now, if ``holder`` has it (the row keeps ``paused``)."""
         async with self._db.session() as session:
             await session.execute(
-                delete(ActorLease).where(ActorLease.name == name, ActorLease.holder == holder)
+                update(ActorLease)
+                .where(ActorLease.name == name, ActorLease.holder == holder)
+                .values(expires_at=self._clock())
             )
 
     async def holder(self, name: str) -> str | None:
@@ -111,8 +128,20 @@ class ClusterStore:
         async with self._db.session() as session:
             return await session.scalar(
                 select(ActorLease.holder).where(
-                    ActorLease.name == name, ActorLease.expires_at > utcnow()
+                    ActorLease.name == name, ActorLease.expires_at > self._clock()
                 )
+            )
+
+    async def paused(self, name: str) -> bool:
+        async with self._db.session() as session:
+            return bool(
+                await session.scalar(select(ActorLease.paused).where(ActorLease.name == name))
+            )
+
+    async def set_paused(self, name: str, paused: bool) -> None:
+        async with self._db.session() as session:
+            await session.execute(
+                update(ActorLease).where(ActorLease.name == name).values(paused=paused)
             )
 
     # -- clean-up --
@@ -127,13 +156,6 @@ class ClusterStore:
             )
             sessions = await session.execute(delete(Session).where(Session.expires_at <= now))
         return Pruned(_count(nodes), _count(presence), _count(sessions))
-
-
-def _case_new_holder(stmt: postgresql.Insert | sqlite.Insert) -> object:
-    return case(
-        (ActorLease.holder == stmt.excluded.holder, ActorLease.acquired_at),
-        else_=stmt.excluded.acquired_at,
-    )
 
 
 def _count(result: object) -> int:

@@ -8,6 +8,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     Dialect,
+    Double,
     ForeignKey,
     Integer,
     MetaData,
@@ -147,11 +148,17 @@ class ClusterNode(Base):
 
 
 class ActorLease(Base):
-    """Which process runs a singleton actor: the holder renews it, or loses it on expiry."""
+    """Which process runs a singleton actor: the holder renews it, or loses it on expiry.
+
+    Times are UNIX seconds read from the database's clock when a statement runs,
+    so a statement that waited on a lock decides with the time it ran at.
+    """
 
     __tablename__ = "actor_leases"
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str] = mapped_column(String(36))
-    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    acquired_at: Mapped[float] = mapped_column(Double)
+    expires_at: Mapped[float] = mapped_column(Double)
+    #: Paused by an operator: the actor stays paused in whichever process takes it.
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -8,14 +8,19 @@ from starlette.datastructures import URL, Headers
 from starlette.requests import cookie_parser
 from starlette.websockets import WebSocket
 
-from streamchat.errors import StreamchatError, TooManyConnections, Unavailable
+from streamchat.errors import (
+    CrossSiteRequest,
+    StreamchatError,
+    TooManyConnections,
+    Unavailable,
+)
 from streamchat.http.access import HEADER, request_id_of
 from streamchat.http.deps import SESSION_COOKIE, Services
 from streamchat.http.errors import error_response
 from streamchat.http.origin import is_trusted_origin
 from streamchat.protocol import UserRef
 from streamchat.store.sessions import session_key
-from streamchat.ws.connection import CloseCode, Connection
+from streamchat.ws.connection import Connection
 from streamchat.ws.transport import PROTOCOL_CLASS, WIRE_EXTENSION, DirectWire
 
 __all__ = ["PATH", "websocket_endpoint"]
@@ -74,7 +79,7 @@ async def _accept(websocket: WebSocket) -> Connection | None:
     ):
         # Before accept: the handshake is refused (HTTP 403), so a foreign page
         # cannot ride the user's cookie into a chat session.
-        await websocket.close(CloseCode.FORBIDDEN_ORIGIN)
+        await _deny(websocket, CrossSiteRequest(f"WebSockets from origin {origin!r} are refused"))
         return None
     wire = scope.get("extensions", {}).get(WIRE_EXTENSION)
     if not isinstance(wire, DirectWire):

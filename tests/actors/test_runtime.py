@@ -6,11 +6,12 @@ import asyncio
 import itertools
 import logging
 from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import ClassVar
 
+import asyncpg
 import pytest
+from sqlalchemy import text
 
 from streamchat.actors import Actor, ActorCell, ActorState, ActorSystem, Command
 from streamchat.actors.cluster import DatabaseLease
@@ -345,8 +346,98 @@ async def test_a_leader_that_loses_its_lease_stands_down(
     await until(lambda: one.state is ActorState.RUNNING)
     # Someone else holds it now (as after a long stall of this process).
     await cluster_store.release("actor:counter", "node-1")
-    assert await cluster_store.acquire("actor:counter", "node-9", ttl=timedelta(seconds=30))
+    assert await cluster_store.acquire("actor:counter", "node-9", ttl=30.0)
     await until(lambda: one.state is ActorState.STANDBY, wait=2.0)
     ticks = made[-1].ticks
     await asyncio.sleep(0.1)
     assert made[-1].ticks == ticks  # it no longer runs
+
+
+async def test_a_paused_actor_stays_paused_in_the_process_that_takes_over(
+    cluster_store: ClusterStore, started: Callable[..., ActorCell]
+) -> None:
+    one = started(Counter, lease=DatabaseLease(cluster_store, "counter", "node-1", ttl=1.0))
+    await until(lambda: one.state is ActorState.RUNNING)
+    two = started(Counter, lease=DatabaseLease(cluster_store, "counter", "node-2", ttl=1.0))
+    await one.ask(Pause())
+    await one.stop(1.0)
+    await until(lambda: two.active, wait=3.0)
+    assert two.state is ActorState.PAUSED
+    await two.ask(Resume())
+    assert await cluster_store.paused("actor:counter") is False
+
+
+@pytest.fixture
+async def postgres_cluster_store(postgres_database: str) -> AsyncIterator[ClusterStore]:
+    db = Database(postgres_database.replace("postgresql://", "postgresql+asyncpg://", 1))
+    await db.migrate()
+    async with db.session() as session:
+        await session.execute(text("DELETE FROM actor_leases"))
+    try:
+        yield ClusterStore(db)
+    finally:
+        await db.close()
+
+
+async def test_a_stalled_database_never_lets_two_processes_run_the_actor(
+    postgres_database: str,
+    postgres_cluster_store: ClusterStore,
+    started: Callable[..., ActorCell],
+) -> None:
+    """The lease table is locked for longer than the ttl; every statement queues behind
+    the lock and runs late. At no moment may both candidates be running the actor."""
+    store = postgres_cluster_store
+    cells = [
+        started(
+            lambda: Counter(interval=0.01),
+            lease=DatabaseLease(store, "counter", f"node-{i}", ttl=1.5),
+        )
+        for i in (1, 2)
+    ]
+    await until(lambda: any(cell.state is ActorState.RUNNING for cell in cells))
+    overlaps = 0
+    sampling = True
+
+    async def sample() -> None:
+        nonlocal overlaps
+        while sampling:
+            overlaps += all(cell.active for cell in cells)
+            await asyncio.sleep(0.002)
+
+    sampler = asyncio.create_task(sample())
+    try:
+        for _ in range(2):
+            locker = await asyncpg.connect(postgres_database)
+            try:
+                async with locker.transaction():
+                    await locker.execute("LOCK TABLE actor_leases IN ACCESS EXCLUSIVE MODE")
+                    await asyncio.sleep(3.0)
+            finally:
+                await locker.close()
+            # After the stall, someone leads again.
+            await until(lambda: any(cell.state is ActorState.RUNNING for cell in cells), 10)
+            await asyncio.sleep(2.0)
+    finally:
+        sampling = False
+        await sampler
+    assert overlaps == 0
+
+
+async def test_an_ask_given_up_on_before_it_ran_never_runs(
+    started: Callable[..., ActorCell],
+) -> None:
+    gate = asyncio.Event()
+    cell = started(lambda: Counter(gate=gate))
+    blocked = asyncio.create_task(cell.ask(Block()))
+    await asyncio.sleep(0.05)
+    with pytest.raises(ActorTimeout):
+        await cell.ask(Add(amount=5), wait=0.05)
+    gate.set()
+    await blocked
+    assert await cell.ask(Add(amount=0)) == {"total": 0}
+
+
+@pytest.mark.parametrize("text", ["", "   ", "line\nbreak", "\x1b[31m", "\ud800", "x" * 501])
+def test_broadcast_text_is_checked_like_a_chat_line(text: str) -> None:
+    with pytest.raises(InvalidCommand):
+        parse_command(Counter, "broadcast", {"text": text})

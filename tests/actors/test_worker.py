@@ -111,7 +111,7 @@ async def _placement(http: httpx.AsyncClient, actor: str) -> dict[str, str]:
     return {
         str(entry["node"]["pid"]): entry["state"]
         for entry in listing["actors"]
-        if entry["name"] == actor
+        if entry["name"] == actor and entry["node"] is not None
     }
 
 

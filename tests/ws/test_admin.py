@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from datetime import datetime
 
 import httpx
 import pytest
@@ -191,6 +192,10 @@ async def test_a_crashing_actor_is_restarted_and_counted(server_factory: ServerF
                 await session.execute(text("ALTER TABLE streamers_away RENAME TO streamers"))
         assert watcher["restarts"] >= 2
         assert "streamers" in watcher["last_error"]
+        # One line, without the SQL and its parameters.
+        assert "\n" not in watcher["last_error"]
+        assert "[SQL" not in watcher["last_error"]
+        assert datetime.fromisoformat(watcher["last_error_at"]).tzinfo is not None
         assert watcher["state"] in ("restarting", "running")
         # Back on its feet once the table is back: it refreshes again.
         cell = server.services.cluster.actors.cell("stream-watcher")
@@ -201,3 +206,35 @@ async def test_a_crashing_actor_is_restarted_and_counted(server_factory: ServerF
         reply = await server.services.cluster.command("stream-watcher", "refresh", {})
         assert isinstance(reply, dict)
         assert isinstance(reply["changed"], list)
+
+
+async def test_actors_that_nothing_runs_are_listed_as_stopped(
+    server_factory: ServerFactory,
+) -> None:
+    async with (
+        server_factory(admin_token=TOKEN, run_singletons=False) as server,
+        httpx.AsyncClient(base_url=server.url, headers=AUTH) as http,
+    ):
+        listing = (await http.get("/api/admin/actors")).json()
+        by_name = {a["name"]: a for a in listing["actors"]}
+        assert by_name["presence-janitor"]["state"] == "running"
+        for name in ("stream-watcher", "retention"):
+            assert (by_name[name]["state"], by_name[name]["node"]) == ("stopped", None)
+        refused = await http.post(
+            "/api/admin/actors/stream-watcher/commands", json={"command": "refresh"}
+        )
+        assert refused.status_code == 503
+        assert refused.json()["error"]["code"] == "actor_unavailable"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [f"Bearer   {TOKEN}", f"bearer\t{TOKEN}", f"BEARER {TOKEN}"],
+)
+async def test_bearer_spacing_that_http_allows(server_factory: ServerFactory, header: str) -> None:
+    async with (
+        server_factory(admin_token=TOKEN) as server,
+        httpx.AsyncClient(base_url=server.url) as http,
+    ):
+        response = await http.get("/api/admin/actors", headers={"authorization": header})
+        assert response.status_code == 200, response.text
