@@ -15,7 +15,7 @@ from fastapi import FastAPI, WebSocket
 from starlette.types import Receive, Scope, Send
 
 from streamchat import __version__
-from streamchat.actors import Node, running_actors
+from streamchat.actors import Node, broker_namespace, chat_store, running_actors
 from streamchat.config import Settings
 from streamchat.http import admin, auth, health, metrics, rooms, streamers, users
 from streamchat.http.access import AccessMiddleware
@@ -78,7 +78,7 @@ class _Background:
 async def _running(settings: Settings) -> AsyncIterator[Services]:
     """Everything the app needs, started in order and stopped in reverse."""
     async with contextlib.AsyncExitStack() as stack:
-        db = Database(settings.database_url)
+        db = Database(settings.database_url, statement_timeout=settings.db_statement_timeout)
         stack.push_async_callback(db.close)
         await db.migrate()
         streamer_store = StreamerStore(db)
@@ -97,7 +97,11 @@ async def _running(settings: Settings) -> AsyncIterator[Services]:
                 settings.broker_url.split("://", 1)[0],
                 store_url.split("://", 1)[0],
             )
-        pubsub = PubSub(broker=settings.broker_url, store=store_url)
+        pubsub = PubSub(
+            broker=settings.broker_url,
+            store=chat_store(settings),
+            namespace=await broker_namespace(settings, db),
+        )
         await pubsub.connect()
         stack.push_async_callback(pubsub.disconnect)
 

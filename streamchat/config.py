@@ -30,8 +30,13 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     database_url: str = DEFAULT_DATABASE_URL
     broker_url: str = "memory://"
+    #: Prefixed to every broker channel, so deployments sharing a broker server never
+    #: hear each other; by default made from an id stored in the database.
+    broker_namespace: str | None = Field(default=None, max_length=64)
     #: Where chat history lives; defaults to the database.
     store_url: str | None = None
+    #: No database statement may take longer (seconds), lock waits included.
+    db_statement_timeout: float = Field(default=10.0, gt=0, le=600)
     auth_mode: AuthMode = AuthMode.DEV
     #: Dev auth lets anyone in by ID, so listening beyond loopback must be asked for.
     allow_dev_auth_remote: bool = False

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 
 from prometheus_client import start_http_server
 
-from streamchat.actors import Cluster, Node, running_actors
+from streamchat.actors import Cluster, Node, broker_namespace, chat_store, running_actors
 from streamchat.config import Settings
 from streamchat.metrics import Metrics
 from streamchat.pubsub import PubSub
@@ -59,11 +59,15 @@ async def run_worker(
             loop.add_signal_handler(sig, stop.set)
     node = Node.here("worker")
     async with contextlib.AsyncExitStack() as stack:
-        db = Database(settings.database_url)
+        db = Database(settings.database_url, statement_timeout=settings.db_statement_timeout)
         stack.push_async_callback(db.close)
-        pubsub = PubSub(broker=settings.broker_url, store=settings.chat_store_url)
         try:
             await db.migrate()
+            pubsub = PubSub(
+                broker=settings.broker_url,
+                store=chat_store(settings),
+                namespace=await broker_namespace(settings, db),
+            )
             await pubsub.connect()
         except Exception as exc:
             raise WorkerStartFailed(f"cannot start: {type(exc).__name__}: {exc}") from exc

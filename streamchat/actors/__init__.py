@@ -15,7 +15,7 @@ from streamchat.actors.runtime import (
     Pause,
     Resume,
 )
-from streamchat.actors.setup import CATALOG, running_actors
+from streamchat.actors.setup import CATALOG, broker_namespace, chat_store, running_actors
 
 __all__ = [
     "CATALOG",
@@ -30,5 +30,7 @@ __all__ = [
     "Node",
     "Pause",
     "Resume",
+    "broker_namespace",
+    "chat_store",
     "running_actors",
 ]

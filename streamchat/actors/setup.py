@@ -13,15 +13,15 @@ from streamchat.actors.retention import Retention
 from streamchat.actors.runtime import Actor, ActorSystem
 from streamchat.actors.stream_watcher import StreamWatcher
 from streamchat.config import Settings
-from streamchat.pubsub import PubSub
+from streamchat.pubsub import PubSub, Store
 from streamchat.rooms.events import RoomEvents
 from streamchat.store.cluster import ClusterStore
-from streamchat.store.database import Database
+from streamchat.store.database import Database, connect_args
 from streamchat.store.streamers import StreamerStore
 from streamchat.twitch.schedule import SampleSchedule
 from streamchat.twitch.source import StreamSource
 
-__all__ = ["CATALOG", "SINGLETONS", "running_actors"]
+__all__ = ["CATALOG", "SINGLETONS", "broker_namespace", "chat_store", "running_actors"]
 
 log = logging.getLogger("streamchat.actors")
 
@@ -34,6 +34,27 @@ SINGLETONS: Final = (StreamWatcher.name, Retention.name)
 
 #: Seconds a process gives its actors to stop at shutdown before cancelling them.
 STOP_DEADLINE: Final = 5.0
+
+
+async def broker_namespace(settings: Settings, db: Database) -> str:
+    """Every process on one database shares a namespace on the broker; others don't."""
+    if settings.broker_namespace is not None:
+        return settings.broker_namespace
+    return f"sc.{await ClusterStore(db).deployment_id()}:"
+
+
+def chat_store(settings: Settings) -> str | Store:
+    """The chat history's store, on the same connection settings as the database."""
+    url = settings.chat_store_url
+    if url.split("://", 1)[0].split("+", 1)[0] not in ("sqlite", "postgresql", "postgres"):
+        return url
+    from streamchat.pubsub.backends.stores.sql import SQLStore
+
+    options = {"connect_args": connect_args(url, settings.db_statement_timeout)}
+    if url.startswith("sqlite"):
+        # SQLite's busy wait is set per connection by the store itself.
+        options = {}
+    return SQLStore(url, engine_options=options)
 
 
 def stream_source(settings: Settings) -> StreamSource:

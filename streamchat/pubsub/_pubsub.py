@@ -47,6 +47,9 @@ class PubSub:
                 await ps.publish("room:1", b"hi")
                 message = await anext(sub)
 
+    ``namespace`` is prefixed to every channel name on the broker (not in the store): give
+    each deployment that shares a broker server its own.
+
     One listener task receives everything from the broker and fans it out to the local
     subscribers; a sweep task (every ``sweep_interval`` seconds, None to disable) compares
     the delivered positions with the store, so a broadcast lost anywhere is still delivered.
@@ -60,9 +63,13 @@ class PubSub:
         queue_size: int = 1024,
         reconnect_backoff: tuple[float, float] = (0.05, 5.0),
         sweep_interval: float | None = 5.0,
+        namespace: str = "",
     ) -> None:
         if queue_size < 1:
             raise ValueError("queue_size must be at least 1")
+        # Prefixed to every channel on the broker: deployments sharing one broker server
+        # (Redis pub/sub ignores the database number) never hear each other.
+        self._namespace = namespace
         self._broker = broker if isinstance(broker, Broker) else make_broker(broker)
         self._store = store if isinstance(store, Store) else make_store(store)
         self._queue_size = queue_size
@@ -201,7 +208,7 @@ class PubSub:
                     f"ephemeral message of {len(data)} bytes exceeds the broker's limit of "
                     f"{limit} bytes; publish it stored"
                 )
-            await self._broker.publish(channel, data)
+            await self._broker.publish(self._namespace + channel, data)
             return message
         message, created = await self._store.append(channel, payload, dedupe_key=dedupe_key)
         if not created:
@@ -213,7 +220,7 @@ class PubSub:
             # Receivers fetch the payload from the store.
             data = encode(message, reference=True)
         try:
-            await self._broker.publish(channel, data)
+            await self._broker.publish(self._namespace + channel, data)
         except BrokerError as exc:
             log.warning(
                 "channel %r: seq %d is stored but its broadcast failed (%s); "
@@ -358,7 +365,7 @@ class PubSub:
     async def _activate(self, state: ChannelState) -> None:
         """Subscribe the channel on the broker first, then take the store's position."""
         try:
-            await self._broker.subscribe(state.name)
+            await self._broker.subscribe(self._namespace + state.name)
         except BrokerError as exc:
             # The broker keeps the channel and subscribes it when the link is back; the
             # reconnect recovery then fills in what was published meanwhile.
@@ -403,7 +410,7 @@ class PubSub:
             was_ready, state.ready = state.ready, False
             if was_ready:
                 try:
-                    await self._broker.unsubscribe(state.name)
+                    await self._broker.unsubscribe(self._namespace + state.name)
                 except BrokerError as exc:
                     log.warning("channel %r: broker unsubscribe failed (%s)", state.name, exc)
             # Someone may have come back while we were unsubscribing: they reactivate it.

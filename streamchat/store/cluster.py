@@ -10,6 +10,7 @@ the processes' clocks must agree to well within a lease's ttl (NTP does).
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -17,7 +18,14 @@ from sqlalchemy import ColumnElement, Double, case, cast, delete, func, select, 
 from sqlalchemy.dialects import postgresql, sqlite
 
 from streamchat.store.database import Database
-from streamchat.store.models import ActorLease, ClusterNode, RoomPresence, Session, utcnow
+from streamchat.store.models import (
+    ActorLease,
+    ClusterNode,
+    Deployment,
+    RoomPresence,
+    Session,
+    utcnow,
+)
 
 __all__ = ["ClusterStore", "NodeRecord", "Pruned"]
 
@@ -43,6 +51,24 @@ class Pruned:
 class ClusterStore:
     def __init__(self, db: Database) -> None:
         self._db = db
+
+    async def deployment_id(self) -> str:
+        """The id every process on this database shares; made by the first to ask."""
+        dialect = sqlite if self._db.is_sqlite else postgresql
+        async with self._db.session() as session:
+            found = await session.scalar(select(Deployment.id).order_by(Deployment.created_at))
+            if found is not None:
+                return found
+            await session.execute(
+                dialect.insert(Deployment)
+                .values(id=secrets.token_hex(6), created_at=utcnow())
+                .on_conflict_do_nothing()
+            )
+        async with self._db.session() as session:
+            # Two processes starting at once may each have inserted one: the oldest wins.
+            first = await session.scalar(select(Deployment.id).order_by(Deployment.created_at))
+        assert first is not None
+        return first
 
     # -- nodes --
 

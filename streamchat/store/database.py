@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-__all__ = ["Database"]
+__all__ = ["Database", "connect_args"]
 
 log = logging.getLogger("streamchat.store")
 
@@ -33,13 +33,14 @@ class Database:
     on shutdown.
     """
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, statement_timeout: float = 10.0) -> None:
         self.url = make_url(url)
-        kwargs: dict[str, Any] = {"echo": echo}
+        kwargs: dict[str, Any] = {
+            "echo": echo,
+            "connect_args": connect_args(url, statement_timeout),
+        }
         if self.is_sqlite:
             _ensure_parent_dir(self.url.database)
-            # The writer is serialised by SQLite anyway; waiting beats failing with "locked".
-            kwargs["connect_args"] = {"timeout": 30}
             # Each aiosqlite connection is a thread: keep a fixed set rather than open
             # and close overflow connections under every burst.
             if self.url.database not in (None, "", ":memory:"):
@@ -62,9 +63,9 @@ class Database:
             yield session
 
     async def ping(self) -> None:
-        """Raise unless the database answers a trivial query."""
+        """Raise unless the database answers a read of a real table (a lock on it shows)."""
         async with self.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+            await conn.execute(text("SELECT 1 FROM streamers LIMIT 1"))
 
     async def migrate(self) -> None:
         """Bring the schema to the newest migration; safe with several processes at once."""
@@ -83,6 +84,26 @@ class Database:
     async def connect(self) -> AsyncIterator[AsyncConnection]:
         async with self.engine.connect() as conn:
             yield conn
+
+
+def connect_args(url: str, statement_timeout: float) -> dict[str, Any]:
+    """The driver's connection settings for ``url``: every engine on a database uses these.
+
+    No statement may hang for longer than ``statement_timeout`` seconds: on
+    PostgreSQL the server cancels it (also while it waits for a lock), on SQLite
+    a writer waits that long for the write lock, then fails.
+    """
+    backend = make_url(url).get_backend_name()
+    if backend == "sqlite":
+        return {"timeout": statement_timeout}
+    if backend == "postgresql":
+        ms = str(int(statement_timeout * 1000))
+        return {
+            "server_settings": {"statement_timeout": ms, "lock_timeout": ms},
+            # A connection whose server went silent is given up on, too.
+            "command_timeout": statement_timeout + 5,
+        }
+    return {}
 
 
 def _upgrade(connection: Any) -> None:

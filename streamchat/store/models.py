@@ -22,6 +22,7 @@ __all__ = [
     "ActorLease",
     "Base",
     "ClusterNode",
+    "Deployment",
     "RoomPresence",
     "Session",
     "Streamer",
@@ -162,3 +163,12 @@ class ActorLease(Base):
     expires_at: Mapped[float] = mapped_column(Double)
     #: Paused by an operator: the actor stays paused in whichever process takes it.
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Deployment(Base):
+    """One row: the id every process of this deployment shares (its broker namespace)."""
+
+    __tablename__ = "deployment"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
+import asyncpg
 import httpx
 import pytest
 from sqlalchemy import text
@@ -13,6 +15,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from streamchat.client import ChatError
 from tests.ws.conftest import ROOM, LiveServer, ServerFactory, close_code, ws_url
+from tests.ws.test_cluster import cluster_database
+
+__all__ = ["cluster_database"]
 
 
 def _tracebacks(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
@@ -129,3 +134,59 @@ async def test_the_closed_socket_reports(server: LiveServer) -> None:
         await ws.close()
         with pytest.raises(ConnectionClosed):
             await ws.recv()
+
+
+async def test_deployments_sharing_a_redis_server_do_not_hear_each_other(
+    server_factory: ServerFactory, redis_url: str, tmp_path: object
+) -> None:
+    token = "shared-redis-admin-token"
+    async with (
+        server_factory(broker_url=redis_url, admin_token=token) as ours,
+        server_factory(
+            broker_url=redis_url,
+            admin_token=token,
+            database_url=f"sqlite+aiosqlite:///{tmp_path}/theirs.db",  # another deployment
+        ) as theirs,
+        ours.connect() as chat,
+    ):
+        await chat.subscribe(ROOM)
+        async with httpx.AsyncClient(headers={"authorization": f"Bearer {token}"}) as http:
+            sent = await http.post(f"{theirs.url}/api/admin/broadcast", json={"text": "theirs"})
+            assert sent.status_code == 202
+            sent = await http.post(f"{ours.url}/api/admin/broadcast", json={"text": "ours"})
+            assert sent.status_code == 202
+        event = await chat.next_event(5)
+        assert event.data == {"text": "ours"}  # type: ignore[union-attr]
+        with pytest.raises(TimeoutError):
+            await chat.next_event(0.5)
+
+
+async def test_a_locked_table_fails_fast_and_readyz_shows_it(
+    server_factory: ServerFactory, cluster_database: str
+) -> None:
+    async with server_factory(database_url=cluster_database, db_statement_timeout=1.0) as server:
+        token = await server.login("1001", "alice")
+        async with server.connect(token) as chat, httpx.AsyncClient(base_url=server.url) as http:
+            await chat.subscribe(ROOM)
+            first = await chat.publish(ROOM, "before")
+            assert (await http.get("/readyz")).status_code == 200
+            locker = await asyncpg.connect(cluster_database.replace("+asyncpg", ""))
+            try:
+                async with locker.transaction():
+                    await locker.execute(
+                        "LOCK TABLE pubsub_channels, streamers IN ACCESS EXCLUSIVE MODE"
+                    )
+                    began = time.monotonic()
+                    with pytest.raises(ChatError) as failed:
+                        await chat.publish(ROOM, "during", nonce="held")
+                    assert failed.value.code == "unavailable"
+                    assert time.monotonic() - began < 5  # not the 40 s of the lock
+                    ready = await http.get("/readyz")
+                    assert ready.status_code == 503
+                    assert ready.json()["checks"]["database"] == "unreachable"
+            finally:
+                await locker.close()
+            # Back by itself; the failed message was not stored and costs nothing.
+            again = await chat.publish(ROOM, "during", nonce="held")
+            assert again.seq == first.seq + 1
+            assert (await http.get("/readyz")).status_code == 200

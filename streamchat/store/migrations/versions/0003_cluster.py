@@ -1,4 +1,4 @@
-"""cluster nodes and actor leases
+"""cluster nodes, actor leases and the deployment id
 
 Revision ID: 0003
 Revises: 0002
@@ -43,8 +43,16 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("name", name=op.f("pk_actor_leases")),
     )
 
+    op.create_table(
+        "deployment",
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_deployment")),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("deployment")
     op.drop_table("actor_leases")
     with op.batch_alter_table("cluster_nodes", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_cluster_nodes_expires_at"))
