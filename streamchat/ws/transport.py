@@ -258,5 +258,10 @@ class StreamchatWebSocketProtocol(WebSocketsSansIOProtocol):
         self.conn.send_close(code, reason)
         self.transport.write(b"".join(self.conn.data_to_send()))
         self.close_sent = True
+        # As uvicorn's own close: read on, so the peer's answering close frame is seen
+        # and the connection ends at once (not when the timer below cuts it off).
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
         # A reading peer answers and uvicorn closes; one that never reads is cut off.
         self.close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)

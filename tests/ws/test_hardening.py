@@ -190,3 +190,14 @@ async def test_a_locked_table_fails_fast_and_readyz_shows_it(
             again = await chat.publish(ROOM, "during", nonce="held")
             assert again.seq == first.seq + 1
             assert (await http.get("/readyz")).status_code == 200
+
+
+async def test_a_close_by_the_server_reaches_the_client_at_once(server: LiveServer) -> None:
+    """The server closes (here 1008, too many errors) and the client sees it at once, not
+    when a timer cuts the connection off."""
+    async with connect(ws_url(server)) as ws:
+        for _ in range(21):
+            await ws.send('{"type":"shout"}')
+        began = time.monotonic()
+        assert await close_code(ws) == 1008
+        assert time.monotonic() - began < 2
