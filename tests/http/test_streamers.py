@@ -53,7 +53,7 @@ async def test_get_one_streamer_by_login_or_id(client: httpx.AsyncClient) -> Non
     assert by_id.json()["login"] == sample["login"]
 
 
-@pytest.mark.parametrize("ref", ["nobody_here", "0", "x" * 300, "%00"])
+@pytest.mark.parametrize("ref", ["nobody_here", "0", "x" * 300, "%00", "x%27%20OR%20%271%27=%271"])
 async def test_unknown_streamer_is_404(client: httpx.AsyncClient, ref: str) -> None:
     response = await client.get(f"/api/streamers/{ref}")
     assert response.status_code == 404
