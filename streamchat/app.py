@@ -228,9 +228,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def server_options(settings: Settings) -> dict[str, Any]:
     """uvicorn's options for these settings (``streamchat serve`` and the tests use them)."""
+    from streamchat.http.protocol import with_request_timeout
     from streamchat.ws.transport import PROTOCOL_CLASS
 
     return {
+        "http": with_request_timeout(settings.http_request_timeout),
         "ws": PROTOCOL_CLASS,
         "host": settings.host,
         "port": settings.port,

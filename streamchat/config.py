@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     #: Open WebSockets from one address, and of one user.
     max_connections_per_ip: int = Field(default=200, ge=1)
     max_connections_per_user: int = Field(default=20, ge=1)
+    #: Seconds a client has to send a whole HTTP request (headers and body), from its
+    #: first byte or from connecting; slower ones are cut off.
+    http_request_timeout: float = Field(default=10.0, gt=0, le=300)
     #: The largest HTTP request body, in bytes.
     max_request_body: int = Field(default=64 << 10, ge=1024)
     #: Requests in one WebSocket frame; and per second per connection (with a burst of

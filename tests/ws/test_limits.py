@@ -207,3 +207,48 @@ async def test_a_flood_of_refused_requests_ends_in_1008(server_factory: ServerFa
         for i in range(30):
             await ws.send(json.dumps({"type": "presence", "id": i, "room": ROOM}))
         assert await close_code(ws) == 1008
+
+
+async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> bool:
+    """Whether the server closes the connection within ``seconds`` (reading what it sends)."""
+    try:
+        async with asyncio.timeout(seconds):
+            while await reader.read(1024):
+                pass
+        return True
+    except TimeoutError:
+        return False
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        b"",  # connects and says nothing
+        b"GET /api/streamers HTTP/1.1\r\nHost: x\r\n",  # headers never finished
+        b"POST /api/users HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{",  # body never
+    ],
+)
+async def test_slow_http_clients_are_cut_off(server_factory: ServerFactory, sent: bytes) -> None:
+    async with server_factory(http_request_timeout=1.0) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(sent)
+            await writer.drain()
+            assert await _closed_within(reader, 4.0)
+        finally:
+            writer.close()
+
+
+async def test_the_request_deadline_spares_whole_requests_and_websockets(
+    server_factory: ServerFactory,
+) -> None:
+    async with server_factory(http_request_timeout=1.0) as server:
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            for _ in range(3):  # one keep-alive connection, requests a while apart
+                assert (await http.get("/api/streamers")).status_code == 200
+                await asyncio.sleep(0.6)
+        async with connect(ws_url(server)) as ws:
+            await asyncio.sleep(1.5)
+            await ws.send('{"type":"ping","id":1}')
+            assert json.loads(await ws.recv()) == {"type": "pong", "id": 1}
