@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
@@ -16,6 +15,7 @@ from starlette.types import Receive, Scope, Send
 
 from streamchat import __version__
 from streamchat.actors import Node, broker_namespace, chat_store, running_actors
+from streamchat.background import Background
 from streamchat.config import Settings
 from streamchat.http import admin, auth, health, metrics, rooms, streamers, users
 from streamchat.http.access import AccessMiddleware
@@ -43,35 +43,6 @@ __all__ = ["create_app", "server_options"]
 log = logging.getLogger("streamchat")
 
 _GC_THRESHOLDS = (50_000, 20, 20)
-
-
-class _Background:
-    """The process's long-running loops: started with the app, cancelled with it.
-
-    Each loop handles its own errors per iteration; one that still ends is a
-    bug, and is logged loudly rather than lost.
-    """
-
-    def __init__(self) -> None:
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    def start(self, coro: Coroutine[Any, Any, None], name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.critical("background task %s died", task.get_name(), exc_info=exc)
-
-    async def close(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 @contextlib.asynccontextmanager
@@ -131,7 +102,7 @@ async def _running(settings: Settings) -> AsyncIterator[Services]:
             pubsub, sessions, recheck_interval=settings.session_recheck_seconds
         )
 
-        background = _Background()
+        background = Background()
         stack.push_async_callback(background.close)
         background.start(presence.run(), "presence")
         background.start(connections.listen(), "sessions-ended")

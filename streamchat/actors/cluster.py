@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import socket
 import uuid
 from collections.abc import Callable, Coroutine, Mapping
@@ -32,6 +31,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from streamchat.actors.runtime import Actor, ActorInfo, ActorSystem, Broadcast, parse_command
+from streamchat.background import Background
 from streamchat.errors import (
     ActorTimeout,
     ActorUnavailable,
@@ -39,7 +39,7 @@ from streamchat.errors import (
     UnknownActor,
     error_from,
 )
-from streamchat.pubsub import PubSub, PubSubError
+from streamchat.pubsub import Message, PubSub, PubSubError
 from streamchat.store.cluster import ClusterStore, NodeRecord
 from streamchat.store.models import utcnow
 
@@ -228,7 +228,7 @@ class Cluster:
         self._waiting: dict[str, asyncio.Future[_Reply]] = {}
         self._listings: dict[str, list[_Reply]] = {}
         self._listing_done: dict[str, Callable[[], None]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._background = Background()
 
     # -- life cycle --
 
@@ -240,8 +240,10 @@ class Cluster:
             # The heartbeat loop keeps trying; a node must start without its database.
             log.warning("cluster: first heartbeat failed: %s", exc)
         listening = asyncio.Event()
-        self._spawn(self._listen(listening), "cluster-listen")
-        self._spawn(self._beat(), "cluster-heartbeat")
+        self._background.start(
+            self._pubsub.listen(CONTROL_CHANNEL, self._receive, ready=listening), "cluster-listen"
+        )
+        self._background.start(self._beat(), "cluster-heartbeat")
         try:
             async with asyncio.timeout(10):
                 await listening.wait()
@@ -249,10 +251,7 @@ class Cluster:
             log.warning("cluster: not yet listening on %s; the broker is slow", CONTROL_CHANNEL)
 
     async def close(self) -> None:
-        tasks, self._tasks = set(self._tasks), set()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._background.close()
         try:
             await self._store.remove_node(self.node.id)
         except Exception as exc:
@@ -260,16 +259,6 @@ class Cluster:
         # Lease statements left to finish on their own must end before the database closes.
         if _unfinished:
             await asyncio.wait(set(_unfinished), timeout=5)
-
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.critical("cluster: task %s died", task.get_name(), exc_info=exc)
 
     async def _beat(self) -> None:
         failures = 0
@@ -284,26 +273,9 @@ class Cluster:
                 failures += 1
                 log.warning("cluster: heartbeat failed (%d): %s", failures, exc)
 
-    async def _listen(self, listening: asyncio.Event) -> None:
-        failures = 0
-        while True:
-            try:
-                async with self._pubsub.subscribe(CONTROL_CHANNEL) as subscription:
-                    listening.set()
-                    failures = 0
-                    async for message in subscription:
-                        self._receive(message.payload)
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                failures += 1
-                log.exception("cluster: the control channel failed (%d); resubscribing", failures)
-                await asyncio.sleep(min(10.0, 0.2 * 2**failures) * random.uniform(0.5, 1.0))
-
-    def _receive(self, data: bytes) -> None:
+    def _receive(self, message: Message) -> None:
         try:
-            frame = _decoder.decode(data)
+            frame = _decoder.decode(message.payload)
         except msgspec.DecodeError as exc:
             log.warning("cluster: dropped a malformed control message: %s", exc)
             return
@@ -311,9 +283,9 @@ class Cluster:
             case _Reply(to=to) if to == self.node.id:
                 self._on_reply(frame)
             case _Ask(to=to) if to == self.node.id:
-                self._spawn(self._answer(frame), "cluster-answer")
+                self._background.start(self._answer(frame), "cluster-answer")
             case _List():
-                self._spawn(self._answer_list(frame), "cluster-list")
+                self._background.start(self._answer_list(frame), "cluster-list")
             case _Broadcast(text=text):
                 self.actors.tell_active(Broadcast(text=text))
 

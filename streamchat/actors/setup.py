@@ -50,10 +50,9 @@ def chat_store(settings: Settings) -> str | Store:
         return url
     from streamchat.pubsub.backends.stores.sql import SQLStore
 
-    options = {"connect_args": connect_args(url, settings.db_statement_timeout)}
     if url.startswith("sqlite"):
-        # SQLite's busy wait is set per connection by the store itself.
-        options = {}
+        return url  # SQLite's busy wait is set per connection by the store itself
+    options = {"connect_args": connect_args(url, settings.db_statement_timeout)}
     return SQLStore(url, engine_options=options)
 
 

@@ -25,7 +25,6 @@ __all__ = [
     "UNRESOLVED",
     "AccessMiddleware",
     "new_request_id",
-    "request_id",
     "request_id_of",
     "resolved_user",
     "session_token",
@@ -99,15 +98,6 @@ class AccessMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
-
-
-def request_id(connection: HTTPConnection) -> str:
-    """The id of this request (made up if it did not go through the middleware)."""
-    state = connection.scope.setdefault("state", {})
-    value = state.get("request_id")
-    if not isinstance(value, str):
-        value = state["request_id"] = new_request_id()
-    return value
 
 
 def resolved_user(connection: HTTPConnection) -> Any:

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Collection, Coroutine
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine
 from types import TracebackType
 from typing import Any
 
@@ -304,6 +304,39 @@ class PubSub:
             yield sub
         finally:
             await self._release(state, sub)
+
+    async def listen(
+        self,
+        channel: str,
+        handle: Callable[[Message], object],
+        *,
+        ready: asyncio.Event | None = None,
+    ) -> None:
+        """Call ``handle`` with every message of ``channel``, until cancelled or disconnected.
+
+        For a process's long-lived listeners: a failure (of the broker, of ``handle``, a
+        subscription that fell behind) is logged, and the subscription is opened again
+        after a capped backoff. ``ready`` is set once the subscription is live.
+        """
+        failures = 0
+        while self._connected:
+            try:
+                async with self.subscribe(channel) as sub:
+                    failures = 0
+                    if ready is not None:
+                        ready.set()
+                    async for message in sub:
+                        handle(message)
+                return  # the PubSub was disconnected
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                failures += 1
+                log.exception(
+                    "pubsub: listening on %r failed (%d); resubscribing", channel, failures
+                )
+                low, high = self._backoff
+                await asyncio.sleep(min(high * 2, low * 4 * 2**failures) * random.uniform(0.5, 1.0))
 
     async def _open(
         self, channel: str, since: tuple[str, int] | None, size: int

@@ -8,9 +8,7 @@ its sequence number) and only then published and acknowledged.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 import re
 import time
 import uuid
@@ -234,23 +232,11 @@ class RoomService:
 
     async def listen_broadcasts(self) -> None:
         """Hand every broadcast event to this process's rooms, until cancelled."""
-        failures = 0
-        while True:
-            try:
-                async with self._pubsub.subscribe(BROADCAST_CHANNEL) as sub:
-                    failures = 0
-                    async for message in sub:
-                        self._broadcast_here(message.payload)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                failures += 1
-                log.exception("listening for broadcasts failed (%d)", failures)
-                await asyncio.sleep(min(10.0, 0.2 * 2**failures) * random.uniform(0.5, 1.0))
+        await self._pubsub.listen(BROADCAST_CHANNEL, self._broadcast_here)
 
-    def _broadcast_here(self, payload: bytes) -> None:
+    def _broadcast_here(self, message: Message) -> None:
         try:
-            event = _broadcast_decoder.decode(payload)
+            event = _broadcast_decoder.decode(message.payload)
         except msgspec.DecodeError as exc:
             log.warning("dropped a malformed broadcast: %s", exc)
             return

@@ -35,13 +35,7 @@ _UPDATABLE = (
     "profile_image_url",
     "offline_image_url",
     "broadcaster_type",
-    "live",
-    "title",
-    "game_id",
-    "game_name",
-    "viewer_count",
-    "started_at",
-    "language",
+    *STREAM_FIELDS,
     "updated_at",
 )
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 from starlette.datastructures import URL, Headers
-from starlette.requests import cookie_parser
 from starlette.websockets import WebSocket
 
 from streamchat.errors import (
@@ -14,8 +13,8 @@ from streamchat.errors import (
     TooManyConnections,
     Unavailable,
 )
-from streamchat.http.access import HEADER, request_id_of
-from streamchat.http.deps import SESSION_COOKIE, Services
+from streamchat.http.access import HEADER, request_id_of, session_token
+from streamchat.http.deps import Services
 from streamchat.http.errors import error_response
 from streamchat.http.origin import is_trusted_origin
 from streamchat.protocol import UserRef
@@ -90,12 +89,9 @@ async def _accept(websocket: WebSocket) -> Connection | None:
         )
         await websocket.close(1011)
         return None
-    cookies: dict[str, str] = {}
-    for header in headers.getlist("cookie"):
-        cookies.update(cookie_parser(header))
-    token = cookies.get(SESSION_COOKIE)
+    token = session_token(headers)
     try:
-        user = await services.sessions.resolve(token) if token and len(token) <= 128 else None
+        user = await services.sessions.resolve(token) if token is not None else None
     except Exception as exc:
         # Our failure, not the client's: 503, which a client retries (a 403 says "don't").
         log.warning("could not check the session of a WebSocket (%s); refusing it with 503", exc)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 
 from streamchat.pubsub import PubSub
 from streamchat.store.sessions import SessionStore
@@ -83,19 +82,10 @@ class ConnectionRegistry:
 
     async def listen(self) -> None:
         """Close connections as their sessions end elsewhere, until cancelled."""
-        failures = 0
-        while True:
-            try:
-                async with self._pubsub.subscribe(SESSIONS_CHANNEL) as sub:
-                    failures = 0
-                    async for message in sub:
-                        self._close_session(message.payload.decode(errors="replace"))
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                failures += 1
-                log.exception("listening for ended sessions failed (%d)", failures)
-                await asyncio.sleep(min(10.0, 0.2 * 2**failures) * random.uniform(0.5, 1.0))
+        await self._pubsub.listen(
+            SESSIONS_CHANNEL,
+            lambda message: self._close_session(message.payload.decode(errors="replace")),
+        )
 
     async def recheck(self) -> None:
         """Every ``recheck_interval``, close connections whose session is gone."""

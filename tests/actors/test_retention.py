@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import msgspec
 
-from streamchat.client import ChatClient, Message
 from streamchat.protocol import ErrorFrame
 from streamchat.rooms.feeds import Batch, channel_of
 from tests.ws.conftest import ROOM, ServerFactory
-
-
-async def _messages(chat: ChatClient, count: int) -> list[Message]:
-    out: list[Message] = []
-    async with asyncio.timeout(10):
-        while len(out) < count:
-            event = await chat.next_event(10)
-            if isinstance(event, Message):
-                out.append(event)
-    return out
+from tests.ws.test_cluster import _messages
 
 
 async def test_subscribing_since_pruned_history_says_where_it_begins(
