@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench clean install
+.PHONY: run test lint typecheck pytest bench soak clean install
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ test: lint typecheck pytest
 # BENCH_ARGS="--only capacity --servers streamchat,socketio".
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# 200 clients chat in 10 rooms for 10 minutes through random disconnections; every acked
+# message must reach every subscriber exactly once and the server's RSS must stay flat
+# (docs/benchmarks.md, "Soak"). SOAK_ARGS changes it, e.g. SOAK_ARGS="--minutes 2 --clients 100".
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 .PHONY: bench-smoke
 bench-smoke: $(STAMP)

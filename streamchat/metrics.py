@@ -128,7 +128,9 @@ class Metrics(Collector):
     def _links(self, sources: _Sources) -> Iterator[Metric]:
         health = sources.pubsub.health
         yield GaugeMetricFamily(
-            "streamchat_broker_up", "1 while the broker link is connected.", value=health.connected
+            "streamchat_broker_up",
+            "1 while the broker link is connected and takes broadcasts.",
+            value=health.ok,
         )
         yield CounterMetricFamily(
             "streamchat_broker_reconnects",

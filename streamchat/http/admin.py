@@ -5,16 +5,32 @@ from __future__ import annotations
 import hmac
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request, status
+from fastapi import APIRouter, Depends, Header, Path, Request, status
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
-from streamchat.errors import Forbidden, NotAuthenticated
+from streamchat.errors import (
+    ActorCrashed,
+    ActorTimeout,
+    ActorUnavailable,
+    CrossSiteRequest,
+    Forbidden,
+    InvalidCommand,
+    InvalidInput,
+    MailboxFull,
+    NotAuthenticated,
+    PayloadTooLarge,
+    TooManyAttempts,
+    Unavailable,
+    UnknownActor,
+    UnknownRoom,
+)
 from streamchat.http.deps import ServicesDep
-from streamchat.http.schemas import printable as _printable
+from streamchat.http.errors import error_responses
+from streamchat.http.schemas import NOT_BLANK, RoomName, stripped_printable
 from streamchat.http.throttle import client_address
 from streamchat.protocol import MAX_TEXT_LENGTH
 
-__all__ = ["router"]
+__all__ = ["ADMIN_ERRORS", "AdminDisabled", "require_admin", "router"]
 
 
 class AdminDisabled(Forbidden):
@@ -43,48 +59,80 @@ async def require_admin(
         raise Forbidden("wrong admin token")
 
 
+#: What :func:`require_admin` refuses with.
+ADMIN_ERRORS = (NotAuthenticated, AdminDisabled, Forbidden, TooManyAttempts)
+# Every admin request needs the token (and its header may be malformed); every write may
+# be refused as cross-site or too large.
+_READ_ERRORS = (*ADMIN_ERRORS, InvalidInput, Unavailable)
+_WRITE_ERRORS = (*_READ_ERRORS, CrossSiteRequest, PayloadTooLarge)
+
 router = APIRouter(prefix="/api/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 
 
 class EventIn(BaseModel):
-    kind: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_.-]+$")]
-    data: dict[str, Any] = Field(default_factory=dict)
+    kind: Annotated[
+        str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_.-]+$", examples=["notice"])
+    ]
+    data: dict[str, Any] = Field(default_factory=dict, examples=[{"text": "raid incoming"}])
 
 
-@router.post("/rooms/{room}/events", status_code=status.HTTP_202_ACCEPTED)
-async def broadcast_event(room: str, body: EventIn, services: ServicesDep) -> dict[str, str]:
+@router.post(
+    "/rooms/{room}/events",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=error_responses(*_WRITE_ERRORS, UnknownRoom),
+)
+async def broadcast_event(room: RoomName, body: EventIn, services: ServicesDep) -> dict[str, str]:
     """Send an ``event`` (a system broadcast) to everyone in a room right now."""
     await services.rooms.announce(room, body.kind, body.data)
     return {"status": "sent"}
 
 
 class CommandIn(BaseModel):
-    command: Annotated[str, Field(min_length=1, max_length=64)]
-    args: dict[str, Any] = Field(default_factory=dict)
+    command: Annotated[str, Field(min_length=1, max_length=64, examples=["refresh"])]
+    args: dict[str, Any] = Field(default_factory=dict, examples=[{}])
 
 
 class BroadcastIn(BaseModel):
     text: Annotated[
         str,
-        StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT_LENGTH),
-        AfterValidator(_printable),
+        StringConstraints(min_length=1, max_length=MAX_TEXT_LENGTH, pattern=NOT_BLANK),
+        AfterValidator(stripped_printable),
     ]
 
 
-@router.get("/actors")
+@router.get("/actors", responses=error_responses(*_READ_ERRORS))
 async def list_actors(services: ServicesDep) -> dict[str, Any]:
     """Every actor on every live process: its state, mailbox depth, restarts and last error."""
     return await services.cluster.listing()
 
 
-@router.post("/actors/{name}/commands")
-async def command_actor(name: str, body: CommandIn, services: ServicesDep) -> dict[str, Any]:
+@router.post(
+    "/actors/{name}/commands",
+    responses=error_responses(
+        *_WRITE_ERRORS,
+        UnknownActor,
+        InvalidCommand,
+        MailboxFull,
+        ActorUnavailable,
+        ActorCrashed,
+        ActorTimeout,
+    ),
+)
+async def command_actor(
+    name: Annotated[str, Path(description="An actor's name.", examples=["stream-watcher"])],
+    body: CommandIn,
+    services: ServicesDep,
+) -> dict[str, Any]:
     """Send a command to an actor, wherever it runs, and return its reply."""
     reply = await services.cluster.command(name, body.command, body.args)
     return {"actor": name, "command": body.command, "reply": reply}
 
 
-@router.post("/broadcast", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/broadcast",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=error_responses(*_WRITE_ERRORS),
+)
 async def broadcast(body: BroadcastIn, services: ServicesDep) -> dict[str, str]:
     """An ``event`` of kind ``broadcast`` to every room on every process, and a broadcast
     command to every actor."""

@@ -5,8 +5,17 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response, status
 
 from streamchat.config import AuthMode
-from streamchat.errors import Forbidden, UserNotFound
+from streamchat.errors import (
+    CrossSiteRequest,
+    Forbidden,
+    InvalidInput,
+    PayloadTooLarge,
+    TooManyAttempts,
+    Unavailable,
+    UserNotFound,
+)
 from streamchat.http.deps import SESSION_COOKIE, ServicesDep
+from streamchat.http.errors import error_responses
 from streamchat.http.schemas import LoginIn, UserOut
 from streamchat.http.throttle import client_address
 from streamchat.http.users import user_out
@@ -14,14 +23,25 @@ from streamchat.store.sessions import session_key
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api", tags=["auth"])
+router = APIRouter(prefix="/api", tags=["auth"], responses=error_responses(Unavailable))
 
 
 class DevLoginDisabled(Forbidden):
     code = "dev_login_disabled"
 
 
-@router.post("/login", response_model=UserOut)
+@router.post(
+    "/login",
+    response_model=UserOut,
+    responses=error_responses(
+        DevLoginDisabled,
+        CrossSiteRequest,
+        UserNotFound,
+        PayloadTooLarge,
+        InvalidInput,
+        TooManyAttempts,
+    ),
+)
 async def login(
     body: LoginIn, request: Request, services: ServicesDep, response: Response
 ) -> UserOut:
@@ -49,7 +69,11 @@ async def login(
     return await user_out(services, user)
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+@router.post(
+    "/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(CrossSiteRequest),
+)
 async def logout(request: Request, services: ServicesDep) -> Response:
     """End the session everywhere and clear the cookie; harmless without one."""
     token = request.cookies.get(SESSION_COOKIE)

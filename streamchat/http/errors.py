@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -12,9 +14,10 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from starlette.exceptions import HTTPException
 
 from streamchat.errors import InvalidInput, StreamchatError, Unavailable
+from streamchat.http.schemas import ErrorOut
 from streamchat.pubsub import PubSubError
 
-__all__ = ["OUTAGES", "error_response", "install_error_handlers"]
+__all__ = ["OUTAGES", "error_response", "error_responses", "install_error_handlers"]
 
 log = logging.getLogger("streamchat.http")
 
@@ -32,6 +35,21 @@ _HTTP_CODES = {
 
 def error_response(error: StreamchatError) -> JSONResponse:
     return JSONResponse({"error": error.to_dict()}, status_code=error.status)
+
+
+def error_responses(*errors: type[StreamchatError]) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` documenting that a route may answer with these errors."""
+    codes: dict[int, list[str]] = {}
+    for error in errors:
+        codes.setdefault(error.status, []).append(error.code)
+    return {
+        status: {
+            "model": ErrorOut,
+            "description": f"{HTTPStatus(status).phrase}: "
+            + ", ".join(f"`{code}`" for code in dict.fromkeys(found)),
+        }
+        for status, found in sorted(codes.items())
+    }
 
 
 def _field(loc: tuple[int | str, ...]) -> str:
@@ -66,6 +84,10 @@ async def _on_validation_error(_request: Request, exc: Exception) -> JSONRespons
 
 async def _on_http_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 400 and isinstance(exc.__cause__, ValueError | RecursionError):
+        # FastAPI's answer to a JSON body it could not decode (not UTF-8, nested too deep, a
+        # number too long): a client's mistake like any malformed JSON.
+        return error_response(InvalidInput("the request body cannot be read as JSON"))
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     return JSONResponse(
         {"error": {"code": code, "message": str(exc.detail)}},

@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from streamchat.http.deps import ServicesDep
+from streamchat.http.schemas import NotReadyOut
 
 __all__ = ["router"]
 
@@ -26,7 +27,10 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    responses={503: {"model": NotReadyOut, "description": "A dependency is not ready."}},
+)
 async def readyz(services: ServicesDep) -> JSONResponse:
     """The process can serve: its database answers a read of a real table in time (a
     stuck table shows), and its broker link is up."""
@@ -39,7 +43,10 @@ async def readyz(services: ServicesDep) -> JSONResponse:
         log.warning("readiness check failed: database: %s", type(exc).__name__)
         checks["database"] = "unreachable"
     health = services.pubsub.health
-    checks["broker"] = "ok" if health.connected else health.state.value
+    if health.ok:
+        checks["broker"] = "ok"
+    else:
+        checks["broker"] = health.state.value if not health.connected else "not_publishing"
     if all(value == "ok" for value in checks.values()):
         return JSONResponse({"status": "ok", "checks": checks})
     failing = ", ".join(name for name, value in checks.items() if value != "ok")

@@ -6,8 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response
 
-from streamchat.http.admin import require_admin
+from streamchat.errors import InvalidInput
+from streamchat.http.admin import ADMIN_ERRORS, require_admin
 from streamchat.http.deps import ServicesDep
+from streamchat.http.errors import error_responses
 from streamchat.metrics import CONTENT_TYPE
 
 __all__ = ["router"]
@@ -15,7 +17,18 @@ __all__ = ["router"]
 router = APIRouter(tags=["health"])
 
 
-@router.get("/metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {CONTENT_TYPE.split(";")[0]: {"schema": {"type": "string"}}},
+            "description": "Prometheus text exposition format.",
+        },
+        # The token is asked for only when STREAMCHAT_METRICS_PUBLIC is false.
+        **error_responses(*ADMIN_ERRORS, InvalidInput),
+    },
+)
 async def metrics(
     request: Request,
     services: ServicesDep,

@@ -7,8 +7,10 @@ from typing import Annotated
 import msgspec
 from fastapi import APIRouter, Query, Response
 
-from streamchat.errors import InvalidInput
+from streamchat.errors import InvalidInput, Unavailable, UnknownRoom
 from streamchat.http.deps import ServicesDep
+from streamchat.http.errors import error_responses
+from streamchat.http.schemas import RoomName, RoomPageOut
 from streamchat.protocol import encode
 
 __all__ = ["router"]
@@ -21,9 +23,16 @@ class _Page(msgspec.Struct):
     messages: list[msgspec.Raw]
 
 
-@router.get("/rooms/{room}/messages")
+@router.get(
+    "/rooms/{room}/messages",
+    response_class=Response,
+    responses={
+        200: {"model": RoomPageOut, "description": "The messages."},
+        **error_responses(UnknownRoom, InvalidInput, Unavailable),
+    },
+)
 async def room_messages(
-    room: str,
+    room: RoomName,
     services: ServicesDep,
     before: Annotated[int | None, Query(ge=1, le=2**62)] = None,
     after: Annotated[int | None, Query(ge=0, le=2**62)] = None,

@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
+from fastapi import Path
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from streamchat.store.models import Streamer, User
 
 __all__ = [
+    "NOT_BLANK",
+    "ErrorOut",
     "FavoriteIn",
     "LoginIn",
+    "NotReadyOut",
     "RegisterIn",
+    "RoomName",
+    "RoomPageOut",
     "StreamerOut",
+    "StreamerRef",
     "UserOut",
     "printable",
+    "stripped_printable",
 ]
 
 
@@ -25,12 +33,32 @@ def printable(value: str) -> str:
     return value
 
 
+def stripped_printable(value: str) -> str:
+    """``value`` without its surrounding whitespace: not blank, no control characters."""
+    value = value.strip()
+    if not value:
+        raise ValueError("must not be blank")
+    return printable(value)
+
+
+#: A JSON Schema (and pydantic) pattern: not only whitespace.
+NOT_BLANK = r"\S"
+
 TwitchId = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,20}$")]
 Login = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{1,25}$")]
+# The length is the one sent, as the schema states; surrounding whitespace is dropped after.
 DisplayName = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=50),
-    AfterValidator(printable),
+    StringConstraints(min_length=1, max_length=50, pattern=NOT_BLANK),
+    AfterValidator(stripped_printable),
+]
+
+
+StreamerRef = Annotated[
+    str, Path(description="A streamer's login or Twitch ID.", examples=["sablesignal"])
+]
+RoomName = Annotated[
+    str, Path(description="A room: its streamer's login.", examples=["sablesignal"])
 ]
 
 
@@ -39,18 +67,22 @@ class _In(BaseModel):
 
 
 class RegisterIn(_In):
-    twitch_id: TwitchId = Field(description="The Twitch user ID: 1 to 20 digits.")
-    login: Login | None = Field(default=None, description="Twitch login: 1 to 25 of A-Z a-z 0-9 _.")
-    display_name: DisplayName | None = None
+    twitch_id: TwitchId = Field(
+        description="The Twitch user ID: 1 to 20 digits.", examples=["1001"]
+    )
+    login: Login | None = Field(
+        default=None, description="Twitch login: 1 to 25 of A-Z a-z 0-9 _.", examples=["viewer"]
+    )
+    display_name: DisplayName | None = Field(default=None, examples=["Viewer"])
 
 
 class LoginIn(_In):
-    twitch_id: TwitchId
+    twitch_id: TwitchId = Field(examples=["1001"])
 
 
 class FavoriteIn(_In):
     streamer: Annotated[str, StringConstraints(min_length=1, max_length=25)] = Field(
-        description="The streamer's login or Twitch ID."
+        description="The streamer's login or Twitch ID.", examples=["sablesignal"]
     )
 
 
@@ -108,3 +140,36 @@ class UserOut(BaseModel):
             created_at=user.created_at,
             favorite=StreamerOut.of(favorite, favorite_id=favorite.id) if favorite else None,
         )
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(description="Stable and machine-readable: `invalid_input`, `not_found`, …")
+    message: str = Field(description="For people; names the field at fault.")
+    details: Any = Field(
+        default=None,
+        description="More about the error when there is more: each problem of an "
+        "`invalid_input`, the `retry_after` seconds of a `too_many_attempts`.",
+    )
+
+
+class ErrorOut(BaseModel):
+    """Every error the API answers with."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error: ErrorDetail
+
+
+class NotReadyOut(BaseModel):
+    status: str = Field(description="`unavailable`.")
+    error: ErrorDetail
+    checks: dict[str, str] = Field(description="Each dependency: `ok`, or what is wrong with it.")
+
+
+class RoomPageOut(BaseModel):
+    room: str
+    messages: list[dict[str, Any]] = Field(
+        description="`message` frames as the WebSocket sends them (docs/protocol.md), oldest first."
+    )

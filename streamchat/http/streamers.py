@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from streamchat.errors import StreamerNotFound
+from streamchat.errors import InvalidInput, StreamerNotFound, Unavailable
 from streamchat.http.deps import OptionalUser, ServicesDep
-from streamchat.http.schemas import StreamerOut
+from streamchat.http.errors import error_responses
+from streamchat.http.schemas import StreamerOut, StreamerRef
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api", tags=["streamers"])
+router = APIRouter(prefix="/api", tags=["streamers"], responses=error_responses(Unavailable))
 
 
 @router.get("/streamers", response_model=list[StreamerOut])
@@ -20,8 +21,12 @@ async def list_streamers(services: ServicesDep, user: OptionalUser) -> list[Stre
     return [StreamerOut.of(s, favorite_id=favorite_id) for s in await services.streamers.all()]
 
 
-@router.get("/streamers/{ref}", response_model=StreamerOut)
-async def get_streamer(ref: str, services: ServicesDep, user: OptionalUser) -> StreamerOut:
+@router.get(
+    "/streamers/{ref}",
+    response_model=StreamerOut,
+    responses=error_responses(StreamerNotFound, InvalidInput),
+)
+async def get_streamer(ref: StreamerRef, services: ServicesDep, user: OptionalUser) -> StreamerOut:
     """One streamer by login or Twitch ID."""
     streamer = await services.streamers.find(ref)
     if streamer is None:

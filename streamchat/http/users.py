@@ -4,14 +4,23 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from streamchat.errors import StreamerNotFound
+from streamchat.errors import (
+    CrossSiteRequest,
+    InvalidInput,
+    LoginTaken,
+    NotAuthenticated,
+    PayloadTooLarge,
+    StreamerNotFound,
+    Unavailable,
+)
 from streamchat.http.deps import CurrentUser, Services, ServicesDep
+from streamchat.http.errors import error_responses
 from streamchat.http.schemas import FavoriteIn, RegisterIn, UserOut
 from streamchat.store.models import User
 
 __all__ = ["router", "user_out"]
 
-router = APIRouter(prefix="/api", tags=["users"])
+router = APIRouter(prefix="/api", tags=["users"], responses=error_responses(Unavailable))
 
 
 async def user_out(services: Services, user: User) -> UserOut:
@@ -25,7 +34,10 @@ async def user_out(services: Services, user: User) -> UserOut:
     "/users",
     response_model=UserOut,
     status_code=status.HTTP_201_CREATED,
-    responses={200: {"model": UserOut, "description": "The ID was known: the user, unchanged."}},
+    responses={
+        200: {"model": UserOut, "description": "The ID was known: the user, unchanged."},
+        **error_responses(CrossSiteRequest, LoginTaken, PayloadTooLarge, InvalidInput),
+    },
 )
 async def register(body: RegisterIn, services: ServicesDep, response: Response) -> UserOut:
     """Register a viewer by Twitch ID; idempotent."""
@@ -37,13 +49,19 @@ async def register(body: RegisterIn, services: ServicesDep, response: Response) 
     return await user_out(services, user)
 
 
-@router.get("/me", response_model=UserOut)
+@router.get("/me", response_model=UserOut, responses=error_responses(NotAuthenticated))
 async def me(user: CurrentUser, services: ServicesDep) -> UserOut:
     """The logged-in viewer, with their favourite streamer."""
     return await user_out(services, user)
 
 
-@router.put("/me/favorite", response_model=UserOut)
+@router.put(
+    "/me/favorite",
+    response_model=UserOut,
+    responses=error_responses(
+        NotAuthenticated, CrossSiteRequest, StreamerNotFound, PayloadTooLarge, InvalidInput
+    ),
+)
 async def set_favorite(body: FavoriteIn, user: CurrentUser, services: ServicesDep) -> UserOut:
     """Pick a favourite streamer by login or ID."""
     streamer = await services.streamers.find(body.streamer)
@@ -54,7 +72,11 @@ async def set_favorite(body: FavoriteIn, user: CurrentUser, services: ServicesDe
     return UserOut.of(user, favorite=streamer)
 
 
-@router.delete("/me/favorite", response_model=UserOut)
+@router.delete(
+    "/me/favorite",
+    response_model=UserOut,
+    responses=error_responses(NotAuthenticated, CrossSiteRequest),
+)
 async def clear_favorite(user: CurrentUser, services: ServicesDep) -> UserOut:
     """Clear the favourite streamer."""
     await services.users.set_favorite(user.twitch_id, None)

@@ -23,6 +23,7 @@ class ChannelState:
     """
 
     __slots__ = (
+        "early",
         "epoch",
         "fill_lock",
         "held",
@@ -49,6 +50,9 @@ class ChannelState:
         self.fill_lock = asyncio.Lock()
         # Open subscriptions, counting those still being opened.
         self.users = 0
+        # Messages published by this process that were stored after one not delivered yet:
+        # delivered as soon as their predecessor is, whichever path brings it.
+        self.early: dict[int, Message] = {}
 
     def fan_out(self, message: Message) -> None:
         """Hand ``message`` to every subscriber without waiting; drop those that lagged."""
@@ -69,4 +73,31 @@ class ChannelState:
             return False
         self.last_seq = message.seq
         self.fan_out(message)
+        if self.early:
+            self._deliver_early()
         return True
+
+    def deliver_local(self, message: Message, limit: int) -> None:
+        """Deliver a message this process just stored, without waiting for the broker.
+
+        Stored after one that is not delivered yet (two publishers raced), it waits in
+        ``early`` (at most ``limit`` of them) for its predecessor.
+        """
+        if self.deliver(message):
+            return
+        if (
+            message.epoch == self.epoch
+            and message.seq > self.last_seq + 1
+            and len(self.early) < limit
+        ):
+            self.early[message.seq] = message
+
+    def _deliver_early(self) -> None:
+        early = self.early
+        while (message := early.pop(self.last_seq + 1, None)) is not None:
+            if message.epoch != self.epoch:
+                break
+            self.last_seq = message.seq
+            self.fan_out(message)
+        for seq in [seq for seq in early if seq <= self.last_seq]:
+            del early[seq]

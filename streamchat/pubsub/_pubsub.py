@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import time
@@ -53,6 +54,12 @@ class PubSub:
     One listener task receives everything from the broker and fans it out to the local
     subscribers; a sweep task (every ``sweep_interval`` seconds, None to disable) compares
     the delivered positions with the store, so a broadcast lost anywhere is still delivered.
+
+    A stored message reaches this process's own subscribers as soon as it is stored, not
+    through the broker, and ``publish`` waits at most ``broadcast_timeout`` seconds for the
+    broker: a broker that fails or stops answering delays neither local delivery nor the
+    publisher. While its broadcasts fail, ``health.publishing`` is False, the broker is
+    left alone, and one broadcast at a time probes it until it takes one again.
     """
 
     def __init__(
@@ -64,9 +71,12 @@ class PubSub:
         reconnect_backoff: tuple[float, float] = (0.05, 5.0),
         sweep_interval: float | None = 5.0,
         namespace: str = "",
+        broadcast_timeout: float = 1.0,
     ) -> None:
         if queue_size < 1:
             raise ValueError("queue_size must be at least 1")
+        if not broadcast_timeout > 0:
+            raise ValueError("broadcast_timeout must be positive")
         # Prefixed to every channel on the broker: deployments sharing one broker server
         # (Redis pub/sub ignores the database number) never hear each other.
         self._namespace = namespace
@@ -82,6 +92,9 @@ class PubSub:
         self._tasks: list[asyncio.Task[None]] = []
         self._connected = False
         self._health = Health(LinkState.DISCONNECTED, time.time())
+        self._broadcast_timeout = broadcast_timeout
+        # While broadcasts fail: the one in flight that probes the broker.
+        self._probe: asyncio.Task[None] | None = None
 
     # -- life cycle --
 
@@ -120,6 +133,9 @@ class PubSub:
             return
         self._connected = False
         tasks, self._tasks = self._tasks, []
+        if self._probe is not None:
+            tasks.append(self._probe)
+            self._probe = None
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -208,28 +224,69 @@ class PubSub:
                     f"ephemeral message of {len(data)} bytes exceeds the broker's limit of "
                     f"{limit} bytes; publish it stored"
                 )
-            await self._broker.publish(self._namespace + channel, data)
+            if not self._health.publishing and self._probe is not None:
+                raise BrokerError(f"the broker does not take messages: {self._health.last_error}")
+            await self._send(channel, data)
             return message
         message, created = await self._store.append(channel, payload, dedupe_key=dedupe_key)
         if not created:
             return message
+        state = self._channels.get(channel)
+        if state is not None and state.ready:
+            state.deliver_local(message, self._queue_size)
         data = encode(message)
         if limit is not None and len(data) > limit:
             if reference_size(message) > limit:
                 raise PubSubError(f"channel name too long for the broker: {channel!r}")
             # Receivers fetch the payload from the store.
             data = encode(message, reference=True)
-        try:
-            await self._broker.publish(self._namespace + channel, data)
-        except BrokerError as exc:
-            log.warning(
-                "channel %r: seq %d is stored but its broadcast failed (%s); "
-                "subscribers recover it from the store",
-                channel,
-                message.seq,
-                exc,
+        if self._health.publishing:
+            await self._broadcast(channel, message.seq, data)
+        elif self._probe is None:
+            self._probe = asyncio.create_task(
+                self._broadcast(channel, message.seq, data), name="streamchat.pubsub.probe"
             )
+            self._probe.add_done_callback(self._probe_done)
         return message
+
+    async def _broadcast(self, channel: str, seq: int, data: bytes) -> None:
+        """Send a stored message to the other processes; a failure is logged, not raised:
+        subscribers recover the message from the store."""
+        publishing = self._health.publishing
+        try:
+            await self._send(channel, data)
+        except BrokerError as exc:
+            if publishing:
+                log.warning(
+                    "channel %r: seq %d is stored but its broadcast failed (%s); subscribers "
+                    "recover it from the store, and broadcasts wait until the broker is back",
+                    channel,
+                    seq,
+                    exc,
+                )
+            else:
+                # A failed probe: the next one no sooner than after a pause.
+                await asyncio.sleep(self._broadcast_timeout)
+
+    async def _send(self, channel: str, data: bytes) -> None:
+        """Hand ``data`` to the broker within the timeout; keep ``health.publishing``."""
+        try:
+            async with asyncio.timeout(self._broadcast_timeout):
+                await self._broker.publish(self._namespace + channel, data)
+        except (BrokerError, TimeoutError) as exc:
+            error = str(exc) or f"no answer within {self._broadcast_timeout}s"
+            if self._health.publishing:
+                self._health = dataclasses.replace(
+                    self._health, publishing=False, last_error=f"broadcast failed: {error}"
+                )
+            raise BrokerError(f"broadcast failed: {error}") from exc
+        if not self._health.publishing and self._health.connected:
+            log.warning("pubsub: the broker takes broadcasts again")
+            self._health = dataclasses.replace(self._health, publishing=True)
+
+    def _probe_done(self, task: asyncio.Task[None]) -> None:
+        if self._probe is task:
+            self._probe = None
 
     # -- reading the store --
 
@@ -512,6 +569,7 @@ class PubSub:
                     epoch,
                 )
                 state.epoch, state.last_seq = epoch, 0
+                state.early.clear()
             while state.last_seq < upto:
                 page = await self._store.read(
                     state.name, after=state.last_seq, limit=min(upto - state.last_seq, _FILL_PAGE)
@@ -573,7 +631,9 @@ class PubSub:
         lost_at = time.monotonic()
         log.warning("pubsub: broker link lost (%s); reconnecting", error)
         health = self._health
-        self._health = Health(LinkState.RECONNECTING, time.time(), repr(error), health.reconnects)
+        self._health = Health(
+            LinkState.RECONNECTING, time.time(), repr(error), health.reconnects, publishing=False
+        )
         low, high = self._backoff
         attempt = 0
         while True:
@@ -594,7 +654,11 @@ class PubSub:
                     "pubsub: reconnect attempt %d failed (%s); next in %.2fs", attempt, exc, delay
                 )
                 self._health = Health(
-                    LinkState.RECONNECTING, self._health.since, repr(exc), health.reconnects
+                    LinkState.RECONNECTING,
+                    self._health.since,
+                    repr(exc),
+                    health.reconnects,
+                    publishing=False,
                 )
                 await asyncio.sleep(delay)
         self._health = Health(
@@ -613,10 +677,10 @@ class PubSub:
             log.exception("pubsub: recovery after reconnect failed; the sweep retries")
 
     async def _sweep(self, interval: float) -> None:
+        # It goes on while the broker is away: what other processes publish meanwhile still
+        # arrives, an interval late.
         while True:
             await asyncio.sleep(interval)
-            if not self._health.connected:
-                continue  # the reconnect recovers when the link is back
             try:
                 await self._recover()
             except asyncio.CancelledError:

@@ -92,6 +92,7 @@ BAD_FIELDS: list[tuple[str, Any]] = [
     ("display_name", ""),
     ("display_name", "   "),
     ("display_name", "a" * 51),
+    ("display_name", "a" * 50 + " "),  # the length sent counts, as the schema says
     ("display_name", "bad\x00name"),
     ("display_name", "line\nbreak"),
     ("display_name", {"x": 1}),
@@ -127,6 +128,8 @@ async def test_register_requires_twitch_id(client: httpx.AsyncClient) -> None:
         (b"null", {"content-type": "application/json"}),
         (b"twitch_id=1", {"content-type": "application/x-www-form-urlencoded"}),
         (b"\xff\xfe", {"content-type": "application/json"}),
+        (b'{"twitch_id": "\xc3("}', {"content-type": "application/json"}),  # not UTF-8
+        (b"[" * 10_000, {"content-type": "application/json"}),  # too deep to parse
         (b"", {}),
     ],
 )

@@ -13,6 +13,8 @@ class TcpProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.refusing = False
+        # Connections stay open but nothing gets through, either way: a broker that hangs.
+        self.silent = False
         self.port = 0
 
     async def start(self) -> TcpProxy:
@@ -40,6 +42,8 @@ class TcpProxy:
     async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
         try:
             while data := await source.read(65536):
+                if self.silent:
+                    continue
                 sink.write(data)
                 await sink.drain()
         except (OSError, RuntimeError):

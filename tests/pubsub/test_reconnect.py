@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -14,7 +16,7 @@ from streamchat.pubsub import LinkState, PubSub
 from streamchat.pubsub.backends.brokers.memory import MemoryBroker
 
 from ._proxy import TcpProxy
-from .conftest import Combo, MakePubSub, receive, until
+from .conftest import Combo, MakePubSub, nothing_more, receive, until
 
 
 @pytest.fixture
@@ -130,15 +132,59 @@ async def test_health_shows_an_outage_and_publishes_meanwhile_are_recovered(
             # Publishing still succeeds once stored, even with the broadcast failing.
             during = [await ps.publish(channel, b"during %d" % i) for i in range(3)]
             assert [m.seq for m in during] == [2, 3, 4]
+            # ... and the subscribers of this process get them without the broker.
+            assert await receive(sub, 3, within=2) == during
             await asyncio.sleep(0.3)
             assert not ps.health.connected
+            assert not ps.health.ok
             proxy.refusing = False
-            received = await receive(sub, 3, within=10)
-            assert received == during
+            await until(_state(ps, LinkState.CONNECTED), within=10)
             up = ps.health
-            assert up.state is LinkState.CONNECTED
             assert up.reconnects == 1
+            assert up.ok
+            # The recovery after the reconnect found them delivered: no duplicate.
+            await nothing_more(sub)
+            await ps.publish(channel, b"after")
+            assert [m.seq for m in await receive(sub, 1)] == [5]
     assert ps.health.state.value == "disconnected"
+
+
+async def test_a_silent_broker_holds_up_neither_the_publisher_nor_local_delivery(
+    redis_url: str, channel: str, proxy_factory: list[TcpProxy], tmp_path: Path
+) -> None:
+    """The broker accepts connections and then answers nothing, as a hung server does."""
+    url, proxy = await _proxied(redis_url, proxy_factory)
+    store = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
+    here = PubSub(broker=f"{url}?ping_interval=0.3", store=store, broadcast_timeout=0.5)
+    # Another process on the same store, whose own broker link is fine.
+    there = PubSub(broker=redis_url, store=store, sweep_interval=0.5)
+    async with here, there, here.subscribe(channel) as near, there.subscribe(channel) as far:
+        first = await here.publish(channel, b"before")
+        assert await receive(near, 1) == [first]
+        assert await receive(far, 1) == [first]
+
+        proxy.silent = True
+        began = time.monotonic()
+        during = [await here.publish(channel, b"during %d" % i) for i in range(10)]
+        # The first broadcast waits out its timeout; the others skip the hung broker.
+        assert time.monotonic() - began < 0.5 + 1.5
+        assert await receive(near, 10, within=1) == during
+        assert not here.health.publishing
+        # The other process's sweep finds them in the store.
+        assert [m.seq for m in await receive(far, 10)] == [m.seq for m in during]
+
+        proxy.silent = False
+        await proxy.sever()
+        await until(lambda: _true(here.health.ok), within=10)
+        last = await here.publish(channel, b"after")
+        assert await receive(near, 1) == [last]
+        assert await receive(far, 1) == [last]
+        await nothing_more(near)
+        await nothing_more(far)
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 async def test_redis_channel_subscribed_once_and_released(redis_url: str, channel: str) -> None:

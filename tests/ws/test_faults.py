@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import time
@@ -114,3 +115,56 @@ async def test_postgresql_refusing_connections_then_back(
                 assert again.seq == first.seq + 1
     finally:
         await proxy.close()
+
+
+async def test_a_silent_redis_holds_up_neither_acks_nor_delivery_in_the_process(
+    server_factory: ServerFactory, redis_proxy: TcpProxy
+) -> None:
+    """Redis accepts connections and answers nothing, as a hung server does."""
+    broker = f"redis://127.0.0.1:{redis_proxy.port}/0?ping_interval=0.5"
+    async with server_factory(broker_url=broker, rate_limit=False) as server:
+        token = await server.login("1001", "alice")
+        async with (
+            server.connect(token) as writer,
+            server.connect() as reader,
+            httpx.AsyncClient(base_url=server.url) as http,
+        ):
+            await reader.subscribe(ROOM)
+            acked = [(await writer.publish(ROOM, "before")).seq]
+
+            redis_proxy.silent = True
+            received: list[int] = []
+            for i in range(20):
+                async with asyncio.timeout(2):  # at most one broadcast waits its timeout
+                    acked.append((await writer.publish(ROOM, f"during {i}")).seq)
+                # The reader on this process gets each message while the broker hangs.
+                async with asyncio.timeout(2):
+                    while len(received) < len(acked):
+                        event = await reader.next_event(2)
+                        if isinstance(event, Message):
+                            received.append(event.seq)
+            ready = await http.get("/readyz")
+            assert ready.status_code == 503
+            assert ready.json()["checks"]["broker"] in {"not_publishing", "reconnecting"}
+
+            redis_proxy.silent = False
+            await redis_proxy.sever()
+            async with asyncio.timeout(30):
+                for _ in itertools.count():
+                    if (await http.get("/readyz")).status_code == 200:
+                        break
+                    await asyncio.sleep(0.2)
+            acked.append((await writer.publish(ROOM, "after")).seq)
+            async with asyncio.timeout(10):
+                while len(received) < len(acked):
+                    event = await reader.next_event(10)
+                    if isinstance(event, Message):
+                        received.append(event.seq)
+            # The broker's late copies and the recovery after the reconnect add nothing.
+            with contextlib.suppress(TimeoutError):
+                while True:
+                    event = await reader.next_event(1)
+                    if isinstance(event, Message):
+                        received.append(event.seq)
+            assert received == acked
+            assert acked == list(range(acked[0], acked[0] + len(acked)))
