@@ -14,7 +14,7 @@ from fastapi import FastAPI, WebSocket
 from starlette.types import Receive, Scope, Send
 
 from streamchat import __version__
-from streamchat.actors import Node, broker_namespace, chat_store, running_actors
+from streamchat.actors import Node, broker_namespace, running_actors
 from streamchat.background import Background
 from streamchat.config import Settings
 from streamchat.http import admin, auth, health, metrics, rooms, streamers, users
@@ -28,7 +28,7 @@ from streamchat.metrics import Metrics
 from streamchat.pubsub import PubSub
 from streamchat.rooms.presence import PresenceTracker
 from streamchat.rooms.service import RoomLimits, RoomService
-from streamchat.store.database import Database
+from streamchat.store.database import Database, chat_store
 from streamchat.store.presence import PresenceStore
 from streamchat.store.sessions import SessionStore
 from streamchat.store.streamers import StreamerStore

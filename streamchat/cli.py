@@ -57,6 +57,17 @@ def _check_backends(settings: Settings) -> None:
         raise typer.Exit(code=2) from None
 
 
+def _check_server() -> None:
+    """Exit 2 naming the supported versions when uvicorn or websockets is not one of them."""
+    from streamchat.compat import check_server
+
+    try:
+        check_server()
+    except RuntimeError as exc:
+        console.print(f"[bold red]streamchat:[/] {exc}")
+        raise typer.Exit(code=2) from None
+
+
 def refuse_unsafe_bind(settings: Settings) -> str | None:
     """Why the server must not start with these settings, or ``None``."""
     if settings.auth_mode is AuthMode.TWITCH:
@@ -150,6 +161,7 @@ def serve(
         console.print(f"[bold red]streamchat:[/] {reason}")
         raise typer.Exit(code=2)
     _check_backends(settings)
+    _check_server()
     configure_logging(settings.log_level, settings.log_format)
     if not settings.run_singletons and settings.broker_url.startswith("memory:"):
         log.warning(

@@ -15,11 +15,11 @@ from collections.abc import AsyncIterator
 
 from prometheus_client import start_http_server
 
-from streamchat.actors import Cluster, Node, broker_namespace, chat_store, running_actors
+from streamchat.actors import Cluster, Node, broker_namespace, running_actors
 from streamchat.config import Settings
 from streamchat.metrics import Metrics
 from streamchat.pubsub import PubSub
-from streamchat.store.database import Database
+from streamchat.store.database import Database, chat_store
 
 __all__ = ["WorkerStartFailed", "refuse_worker", "run_worker"]
 

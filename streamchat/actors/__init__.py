@@ -15,7 +15,7 @@ from streamchat.actors.runtime import (
     Pause,
     Resume,
 )
-from streamchat.actors.setup import CATALOG, broker_namespace, chat_store, running_actors
+from streamchat.actors.setup import CATALOG, broker_namespace, running_actors
 
 __all__ = [
     "CATALOG",
@@ -31,6 +31,5 @@ __all__ = [
     "Pause",
     "Resume",
     "broker_namespace",
-    "chat_store",
     "running_actors",
 ]

@@ -13,15 +13,15 @@ from streamchat.actors.retention import Retention
 from streamchat.actors.runtime import Actor, ActorSystem
 from streamchat.actors.stream_watcher import StreamWatcher
 from streamchat.config import Settings
-from streamchat.pubsub import PubSub, Store
+from streamchat.pubsub import PubSub
 from streamchat.rooms.events import RoomEvents
 from streamchat.store.cluster import ClusterStore
-from streamchat.store.database import Database, connect_args
+from streamchat.store.database import Database
 from streamchat.store.streamers import StreamerStore
 from streamchat.twitch.schedule import SampleSchedule
 from streamchat.twitch.source import StreamSource
 
-__all__ = ["CATALOG", "SINGLETONS", "broker_namespace", "chat_store", "running_actors"]
+__all__ = ["CATALOG", "SINGLETONS", "broker_namespace", "running_actors"]
 
 log = logging.getLogger("streamchat.actors")
 
@@ -41,19 +41,6 @@ async def broker_namespace(settings: Settings, db: Database) -> str:
     if settings.broker_namespace is not None:
         return settings.broker_namespace
     return f"sc.{await ClusterStore(db).deployment_id()}:"
-
-
-def chat_store(settings: Settings) -> str | Store:
-    """The chat history's store, on the same connection settings as the database."""
-    url = settings.chat_store_url
-    if url.split("://", 1)[0].split("+", 1)[0] not in ("sqlite", "postgresql", "postgres"):
-        return url
-    from streamchat.pubsub.backends.stores.sql import SQLStore
-
-    if url.startswith("sqlite"):
-        return url  # SQLite's busy wait is set per connection by the store itself
-    options = {"connect_args": connect_args(url, settings.db_statement_timeout)}
-    return SQLStore(url, engine_options=options)
 
 
 def stream_source(settings: Settings) -> StreamSource:

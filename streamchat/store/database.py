@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
@@ -18,7 +18,11 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-__all__ = ["Database", "connect_args"]
+if TYPE_CHECKING:
+    from streamchat.config import Settings
+    from streamchat.pubsub import Store
+
+__all__ = ["Database", "chat_store", "connect_args", "sqlite_setup"]
 
 log = logging.getLogger("streamchat.store")
 
@@ -49,7 +53,8 @@ class Database:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.is_sqlite:
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            setup = sqlite_setup(statement_timeout)
+            event.listen(self.engine.sync_engine, "connect", lambda conn, _record: setup(conn))
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @property
@@ -87,15 +92,14 @@ class Database:
 
 
 def connect_args(url: str, statement_timeout: float) -> dict[str, Any]:
-    """The driver's connection settings for ``url``: every engine on a database uses these.
+    """The driver's connection settings for ``url``: every engine on a database uses these
+    (on SQLite, :func:`sqlite_setup` as well).
 
     No statement may hang for longer than ``statement_timeout`` seconds: on
     PostgreSQL the server cancels it (also while it waits for a lock), on SQLite
     a writer waits that long for the write lock, then fails.
     """
     backend = make_url(url).get_backend_name()
-    if backend == "sqlite":
-        return {"timeout": statement_timeout}
     if backend == "postgresql":
         ms = str(int(statement_timeout * 1000))
         return {
@@ -104,6 +108,50 @@ def connect_args(url: str, statement_timeout: float) -> dict[str, Any]:
             "command_timeout": statement_timeout + 5,
         }
     return {}
+
+
+def sqlite_setup(statement_timeout: float) -> Callable[[Any], None]:
+    """The one set of SQLite pragmas, run on every new connection of every engine on the
+    database (streamchat's tables and the chat store's).
+
+    WAL, so readers never block the writer; ``synchronous=FULL``, so an acknowledged
+    message survives a power cut, not only a crash; foreign keys enforced; and a writer
+    waits up to ``statement_timeout`` seconds for another's lock.
+    """
+    pragmas = (
+        "PRAGMA journal_mode=WAL",
+        "PRAGMA synchronous=FULL",
+        "PRAGMA foreign_keys=ON",
+        f"PRAGMA busy_timeout={int(statement_timeout * 1000)}",
+    )
+
+    def setup(dbapi_connection: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        for pragma in pragmas:
+            cursor.execute(pragma)
+        cursor.close()
+
+    return setup
+
+
+def chat_store(settings: Settings) -> str | Store:
+    """The chat history's store, on the database's connection settings.
+
+    On streamchat's own database its tables are created by the migrations, like every
+    other table; a store in another SQL database creates its own.
+    """
+    url = settings.chat_store_url
+    if url.split("://", 1)[0].split("+", 1)[0] not in ("sqlite", "postgresql", "postgres"):
+        return url
+    from streamchat.pubsub.backends.stores.sql import SQLStore
+
+    own_database = settings.store_url in (None, settings.database_url)
+    return SQLStore(
+        url,
+        create_tables=not own_database,
+        on_connect=sqlite_setup(settings.db_statement_timeout),
+        engine_options={"connect_args": connect_args(url, settings.db_statement_timeout)},
+    )
 
 
 def _upgrade(connection: Any) -> None:
@@ -119,11 +167,3 @@ def _upgrade(connection: Any) -> None:
 def _ensure_parent_dir(database: str | None) -> None:
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()

@@ -1,4 +1,4 @@
-"""The tables of streamchat (chat messages live in the pub/sub store's own tables)."""
+"""The tables of streamchat, and the chat history's (the pub/sub store's) tables."""
 
 from __future__ import annotations
 
@@ -18,7 +18,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from streamchat.pubsub.backends.stores.sql import define_tables
+
 __all__ = [
+    "PUBSUB_CHANNELS",
+    "PUBSUB_MESSAGES",
     "ActorLease",
     "Base",
     "ClusterNode",
@@ -172,3 +176,8 @@ class Deployment(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+#: The chat history: the pub/sub store's tables, created by the migrations here (the
+#: store is told not to create them).
+PUBSUB_CHANNELS, PUBSUB_MESSAGES = define_tables(Base.metadata)

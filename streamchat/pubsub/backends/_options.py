@@ -6,7 +6,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .._errors import ConfigurationError
 
-__all__ = ["option", "pop_options", "positive_float", "positive_int"]
+__all__ = ["boolean", "option", "pop_options", "positive_float", "positive_int"]
 
 
 def pop_options(url: str, names: set[str]) -> tuple[str, dict[str, str]]:
@@ -44,6 +44,19 @@ def positive_float(name: str, value: str | float | None, default: float) -> floa
     if not number > 0:
         raise ConfigurationError(f"{name} must be positive, got {number}")
     return number
+
+
+def boolean(name: str, value: str | float | None, default: bool) -> bool:
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    text = str(value).lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{name} must be true or false, got {value!r}")
 
 
 def option(keyword: str | float | None, options: dict[str, str], name: str) -> str | float | None:

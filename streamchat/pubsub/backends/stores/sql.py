@@ -6,6 +6,11 @@ Two tables (prefix ``pubsub_`` by default)::
     pubsub_messages(channel, seq, payload, created_at, dedupe_key)  PK (channel, seq),
         unique (channel, dedupe_key) where dedupe_key is not null
 
+Standalone, the store creates them on ``connect`` if they are missing. An application
+that migrates its schema with its own tool (streamchat uses Alembic) passes
+``create_tables=False``, puts :func:`define_tables` in its metadata, and creates them in
+a migration; ``connect`` then checks that they are there.
+
 A publish increments the channel row's ``last_seq`` and inserts the message in one
 transaction: the row lock serialises publishers of a channel across processes, and a
 rolled-back insert rolls the increment back, so seqs have no gaps. A channel row that is
@@ -38,10 +43,10 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from ..._errors import ConfigurationError, StoreError
 from ..._message import Message
-from .._options import option, positive_int
+from .._options import boolean, option, positive_int
 from ..base import Store
 
-__all__ = ["SQLStore"]
+__all__ = ["SQLStore", "define_tables", "sqlite_busy_timeout"]
 
 _B = TypeVar("_B")
 _R = TypeVar("_R")
@@ -51,7 +56,7 @@ _DEFAULT_DRIVERS = {
     "postgres": "postgresql+asyncpg",
     "sqlite": "sqlite+aiosqlite",
 }
-_OPTIONS = ("table_prefix", "max_messages")
+_OPTIONS = ("table_prefix", "max_messages", "create_tables")
 _MAX_CHANNEL = 512
 _LAST_MANY_CHUNK = 500
 #: Appends stored by one transaction at most.
@@ -94,6 +99,8 @@ class SQLStore(Store):
         table_prefix: str | None = None,
         max_messages: int | None = None,
         engine_options: dict[str, Any] | None = None,
+        create_tables: bool | None = None,
+        on_connect: Callable[[Any], None] | None = None,
     ) -> None:
         engine_url, options = _engine_url(url)
         prefix = str(option(table_prefix, options, "table_prefix") or "pubsub_")
@@ -103,6 +110,11 @@ class SQLStore(Store):
         self.max_messages = positive_int(
             "max_messages", option(max_messages, options, "max_messages")
         )
+        self.create_tables = boolean(
+            "create_tables", option(create_tables, options, "create_tables"), True
+        )
+        # Run on every new DBAPI connection to SQLite: its pragmas.
+        self._on_connect = on_connect or sqlite_busy_timeout(10.0)
         self._dialect = engine_url.get_backend_name()
         kwargs: dict[str, Any]
         if self._dialect == "sqlite" and _is_sqlite_file(engine_url):
@@ -119,42 +131,18 @@ class SQLStore(Store):
                 f"cannot build a store for {engine_url.render_as_string(hide_password=True)}: {exc}"
             ) from exc
         if self._dialect == "sqlite":
-            event.listen(self._engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self._engine.sync_engine, "connect", self._on_sqlite_connect)
         # SQLite in a file: group commits run whole in one thread of their own, on a
         # connection of their own. Through aiosqlite, each statement of a commit is
         # several hand-overs between threads, each waiting for a busy event loop.
         self._writer = (
-            _SQLiteWriter(engine_url)
+            _SQLiteWriter(engine_url, self._on_sqlite_connect)
             if self._dialect == "sqlite" and _is_sqlite_file(engine_url)
             else None
         )
 
         self._metadata = sa.MetaData()
-        self.channels = sa.Table(
-            f"{prefix}channels",
-            self._metadata,
-            sa.Column("channel", sa.String(_MAX_CHANNEL), primary_key=True),
-            sa.Column("epoch", sa.String(32), nullable=False),
-            sa.Column("last_seq", sa.BigInteger, nullable=False),
-        )
-        self.messages = sa.Table(
-            f"{prefix}messages",
-            self._metadata,
-            sa.Column("channel", sa.String(_MAX_CHANNEL), primary_key=True),
-            sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
-            sa.Column("payload", sa.LargeBinary, nullable=False),
-            sa.Column("created_at", sa.Double, nullable=False),
-            sa.Column("dedupe_key", sa.String(255), nullable=True),
-        )
-        not_null = self.messages.c.dedupe_key.is_not(None)
-        sa.Index(
-            f"{prefix}messages_dedupe",
-            self.messages.c.channel,
-            self.messages.c.dedupe_key,
-            unique=True,
-            sqlite_where=not_null,
-            postgresql_where=not_null,
-        )
+        self.channels, self.messages = define_tables(self._metadata, prefix)
 
         self._statements = self._prepare_statements()
         self._queue: list[_Append] = []
@@ -196,10 +184,17 @@ class SQLStore(Store):
                 raise
             await conn.commit()
 
+    def _on_sqlite_connect(self, dbapi_connection: Any, _record: Any) -> None:
+        self._on_connect(dbapi_connection)
+
     async def connect(self) -> None:
-        """Create the tables and index if missing; safe when several processes start at once."""
+        """Create the tables and index if missing (safe when several processes start at
+        once); with ``create_tables=False``, check that they are there."""
         if self._dialect == "sqlite":
             await self._use_wal()
+        if not self.create_tables:
+            await self._check_tables()
+            return
         async with self._errors(), self._write() as conn:
             if self._dialect == "postgresql":
                 # CREATE ... IF NOT EXISTS still races in PostgreSQL's catalogs; serialise it.
@@ -209,6 +204,21 @@ class SQLStore(Store):
                 await conn.execute(CreateTable(table, if_not_exists=True))
                 for index in table.indexes:
                     await conn.execute(CreateIndex(index, if_not_exists=True))
+
+    async def _check_tables(self) -> None:
+        names = [table.name for table in self._metadata.sorted_tables]
+
+        def missing(conn: sa.Connection) -> list[str]:
+            inspector = sa.inspect(conn)
+            return [name for name in names if not inspector.has_table(name)]
+
+        async with self._errors(), self._engine.connect() as conn:
+            absent = await conn.run_sync(missing)
+        if absent:
+            raise StoreError(
+                f"the store's tables are missing ({', '.join(absent)}): run the application's "
+                "migrations, or let the store create them (create_tables=True)"
+            )
 
     async def _use_wal(self) -> None:
         """Switch the database file to WAL (persistent), so readers never block the writer.
@@ -768,11 +778,11 @@ class _SQLiteWriter:
     Takes SQLite's write lock up front (``BEGIN IMMEDIATE``), like the async path.
     """
 
-    def __init__(self, url: sa.URL) -> None:
+    def __init__(self, url: sa.URL, on_connect: Callable[[Any, Any], None]) -> None:
         self._engine = sa.create_engine(
             url.set(drivername="sqlite+pysqlite"), pool_size=1, max_overflow=0
         )
-        event.listen(self._engine, "connect", _sqlite_pragmas)
+        event.listen(self._engine, "connect", on_connect)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pubsub-sqlite")
 
     async def run(self, work: Callable[[sa.Connection, _B], _R], arg: _B) -> _R:
@@ -802,8 +812,47 @@ def _is_sqlite_file(url: sa.URL) -> bool:
     return database not in ("", ":memory:") and url.query.get("mode") != "memory"
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # Wait for another process's write lock instead of failing at once.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout = 10000")
-    cursor.close()
+def sqlite_busy_timeout(seconds: float) -> Callable[[Any], None]:
+    """The store's default SQLite set-up: wait up to ``seconds`` for another process's
+    write lock instead of failing at once (the file is switched to WAL on connect)."""
+    statement = f"PRAGMA busy_timeout = {int(seconds * 1000)}"
+
+    def setup(dbapi_connection: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(statement)
+        cursor.close()
+
+    return setup
+
+
+def define_tables(metadata: sa.MetaData, prefix: str = "pubsub_") -> tuple[sa.Table, sa.Table]:
+    """The store's two tables (channels, messages) and the dedupe index, in ``metadata``.
+
+    For an application whose own migrations create them (see ``create_tables``).
+    """
+    channels = sa.Table(
+        f"{prefix}channels",
+        metadata,
+        sa.Column("channel", sa.String(_MAX_CHANNEL), primary_key=True),
+        sa.Column("epoch", sa.String(32), nullable=False),
+        sa.Column("last_seq", sa.BigInteger, nullable=False),
+    )
+    messages = sa.Table(
+        f"{prefix}messages",
+        metadata,
+        sa.Column("channel", sa.String(_MAX_CHANNEL), primary_key=True),
+        sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("payload", sa.LargeBinary, nullable=False),
+        sa.Column("created_at", sa.Double, nullable=False),
+        sa.Column("dedupe_key", sa.String(255), nullable=True),
+    )
+    not_null = messages.c.dedupe_key.is_not(None)
+    sa.Index(
+        f"{prefix}messages_dedupe",
+        messages.c.channel,
+        messages.c.dedupe_key,
+        unique=True,
+        sqlite_where=not_null,
+        postgresql_where=not_null,
+    )
+    return channels, messages
