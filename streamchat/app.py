@@ -19,7 +19,6 @@ from streamchat.background import Background
 from streamchat.config import Settings
 from streamchat.http import admin, auth, health, metrics, rooms, streamers, users
 from streamchat.http.access import AccessMiddleware
-from streamchat.http.deps import Services
 from streamchat.http.errors import install_error_handlers
 from streamchat.http.limits import BodyLimitMiddleware
 from streamchat.http.origin import OriginCheckMiddleware
@@ -28,6 +27,7 @@ from streamchat.metrics import Metrics
 from streamchat.pubsub import PubSub
 from streamchat.rooms.presence import PresenceTracker
 from streamchat.rooms.service import RoomLimits, RoomService
+from streamchat.services import Services
 from streamchat.store.database import Database, chat_store
 from streamchat.store.presence import PresenceStore
 from streamchat.store.sessions import SessionStore
@@ -140,7 +140,6 @@ async def _running(settings: Settings) -> AsyncIterator[Services]:
             connections=connections,
             cluster=cluster,
             metrics=metrics,
-            throttles=Throttles(settings),
             connection_limits=ConnectionLimits(
                 max_subscriptions=settings.max_subscriptions,
                 max_queued_bytes=settings.ws_max_queued_bytes,
@@ -179,6 +178,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with _running(settings) as services:
             app.state.services = services
+            app.state.throttles = Throttles(settings)
+            app.state.gateway = endpoint.Gateway(
+                sessions=services.sessions,
+                rooms=services.rooms,
+                connections=services.connections,
+                limits=services.connection_limits,
+                allowed_origins=services.allowed_origins,
+            )
             yield
 
     app = StreamchatApp(

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import enum
+import inspect
 import logging
-from typing import Annotated, Any
+from collections.abc import Callable
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from streamchat.config import AuthMode, Settings, is_loopback
 from streamchat.logs import configure_logging
@@ -26,7 +31,7 @@ log = logging.getLogger("streamchat")
 
 DatabaseUrl = Annotated[
     str | None,
-    typer.Option(help="SQLAlchemy URL [env STREAMCHAT_DATABASE_URL].", show_default=False),
+    typer.Option(help="SQLAlchemy URL \\[env STREAMCHAT_DATABASE_URL].", show_default=False),
 ]
 
 
@@ -60,10 +65,11 @@ def _check_backends(settings: Settings) -> None:
 def _check_server() -> None:
     """Exit 2 naming the supported versions when uvicorn or websockets is not one of them."""
     from streamchat.compat import check_server
+    from streamchat.errors import CannotStart
 
     try:
         check_server()
-    except RuntimeError as exc:
+    except CannotStart as exc:
         console.print(f"[bold red]streamchat:[/] {exc}")
         raise typer.Exit(code=2) from None
 
@@ -86,77 +92,75 @@ def refuse_unsafe_bind(settings: Settings) -> str | None:
     return None
 
 
+def _flag_type(annotation: Any) -> Any:
+    """The flag's type for a setting's: the same for str, int, float, bool and enums;
+    text for the rest (comma-separated lists, choices), checked by the settings model."""
+    if isinstance(annotation, type) and issubclass(annotation, str | int | float | enum.Enum):
+        return annotation
+    arguments = [arg for arg in get_args(annotation) if arg is not type(None)]
+    if get_origin(annotation) in (Union, UnionType) and len(arguments) == 1:
+        return _flag_type(arguments[0])
+    return str
+
+
+def _setting_flags() -> list[inspect.Parameter]:
+    """One flag per setting, made from the Settings model: ``--name`` (``--name/--no-name``
+    for a switch), its type, its description and its environment variable."""
+    flags = []
+    for name, field in Settings.model_fields.items():
+        kind = _flag_type(field.annotation)
+        flag = "--" + name.replace("_", "-")
+        declarations = [f"{flag}/--no-{flag[2:]}"] if kind is bool else [flag]
+        description = (field.description or "").replace("``", "")
+        help_text = escape(f"{description} [env STREAMCHAT_{name.upper()}]".strip())
+        option = typer.Option(*declarations, help=help_text, show_default=False)
+        flags.append(
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=None,
+                annotation=Annotated[kind | None, option],
+            )
+        )
+    return flags
+
+
+def _with_setting_flags(command: Callable[..., None]) -> Callable[..., None]:
+    """Give ``command`` a flag for every setting, besides its own parameters."""
+    own = [
+        parameter
+        for parameter in inspect.signature(command, eval_str=True).parameters.values()
+        if parameter.kind is not inspect.Parameter.VAR_KEYWORD
+    ]
+    parameters = [*_setting_flags(), *own]
+    command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in parameters}
+    return command
+
+
 @app.command()
+@_with_setting_flags
 def serve(
-    host: Annotated[str | None, typer.Option(help="[env STREAMCHAT_HOST]")] = None,
-    port: Annotated[int | None, typer.Option(help="[env STREAMCHAT_PORT]")] = None,
-    database_url: DatabaseUrl = None,
-    broker_url: Annotated[str | None, typer.Option(help="[env STREAMCHAT_BROKER_URL]")] = None,
-    auth_mode: Annotated[AuthMode | None, typer.Option(help="[env STREAMCHAT_AUTH_MODE]")] = None,
-    allow_dev_auth_remote: Annotated[
-        bool | None,
-        typer.Option(
-            "--allow-dev-auth-remote/--no-allow-dev-auth-remote",
-            help="Allow dev auth on a non-loopback address [env STREAMCHAT_ALLOW_DEV_AUTH_REMOTE]",
-        ),
-    ] = None,
-    admin_token: Annotated[
-        str | None, typer.Option(help="[env STREAMCHAT_ADMIN_TOKEN]", show_default=False)
-    ] = None,
-    allowed_origins: Annotated[
-        str | None,
-        typer.Option(help="Comma-separated trusted origins [env STREAMCHAT_ALLOWED_ORIGINS]"),
-    ] = None,
-    session_ttl_seconds: Annotated[
-        int | None, typer.Option(help="[env STREAMCHAT_SESSION_TTL_SECONDS]")
-    ] = None,
-    cookie_secure: Annotated[
-        bool | None,
-        typer.Option("--cookie-secure/--no-cookie-secure", help="[env STREAMCHAT_COOKIE_SECURE]"),
-    ] = None,
-    log_level: Annotated[str | None, typer.Option(help="[env STREAMCHAT_LOG_LEVEL]")] = None,
-    store_url: Annotated[
-        str | None,
-        typer.Option(help="Chat history store; default the database [env STREAMCHAT_STORE_URL]"),
-    ] = None,
-    rate_limit: Annotated[
-        bool | None,
-        typer.Option("--rate-limit/--no-rate-limit", help="[env STREAMCHAT_RATE_LIMIT]"),
-    ] = None,
+    *,
     no_workers: Annotated[
         bool,
         typer.Option(
             "--no-workers",
             help="Leave the singleton actors (stream watcher, retention) to `streamchat worker` "
-            "processes [env STREAMCHAT_RUN_SINGLETONS=false]",
+            "processes \\[env STREAMCHAT_RUN_SINGLETONS=false]",
         ),
     ] = False,
-    log_format: Annotated[
-        str | None, typer.Option(help="text or json [env STREAMCHAT_LOG_FORMAT]")
-    ] = None,
+    **settings_flags: Any,
 ) -> None:
-    """Run the server."""
+    """Run the server. Every setting is a flag; a flag given wins over its environment
+    variable."""
     import uvicorn
 
     from streamchat.app import create_app, server_options
 
-    settings = _settings(
-        host=host,
-        port=port,
-        database_url=database_url,
-        broker_url=broker_url,
-        auth_mode=auth_mode,
-        allow_dev_auth_remote=allow_dev_auth_remote,
-        admin_token=admin_token,
-        allowed_origins=allowed_origins,
-        session_ttl_seconds=session_ttl_seconds,
-        cookie_secure=cookie_secure,
-        log_level=log_level,
-        store_url=store_url,
-        rate_limit=rate_limit,
-        run_singletons=False if no_workers else None,
-        log_format=log_format,
-    )
+    if no_workers:
+        settings_flags["run_singletons"] = False
+    settings = _settings(**settings_flags)
     if (reason := refuse_unsafe_bind(settings)) is not None:
         console.print(f"[bold red]streamchat:[/] {reason}")
         raise typer.Exit(code=2)
@@ -181,14 +185,14 @@ def serve(
 @app.command()
 def worker(
     database_url: DatabaseUrl = None,
-    broker_url: Annotated[str | None, typer.Option(help="[env STREAMCHAT_BROKER_URL]")] = None,
+    broker_url: Annotated[str | None, typer.Option(help="\\[env STREAMCHAT_BROKER_URL]")] = None,
     store_url: Annotated[
         str | None,
-        typer.Option(help="Chat history store; default the database [env STREAMCHAT_STORE_URL]"),
+        typer.Option(help="Chat history store; default the database \\[env STREAMCHAT_STORE_URL]"),
     ] = None,
-    log_level: Annotated[str | None, typer.Option(help="[env STREAMCHAT_LOG_LEVEL]")] = None,
+    log_level: Annotated[str | None, typer.Option(help="\\[env STREAMCHAT_LOG_LEVEL]")] = None,
     log_format: Annotated[
-        str | None, typer.Option(help="text or json [env STREAMCHAT_LOG_FORMAT]")
+        str | None, typer.Option(help="text or json \\[env STREAMCHAT_LOG_FORMAT]")
     ] = None,
     metrics_port: Annotated[
         int | None,
@@ -203,7 +207,8 @@ def worker(
     Start as many as you like: one leads, the others stand by and take over
     within seconds if it dies.
     """
-    from streamchat.worker import WorkerStartFailed, refuse_worker, run_worker
+    from streamchat.errors import CannotStart
+    from streamchat.worker import refuse_worker, run_worker
 
     settings = _settings(
         database_url=database_url,
@@ -221,7 +226,7 @@ def worker(
         asyncio.run(
             run_worker(settings, metrics=(metrics_host, metrics_port) if metrics_port else None)
         )
-    except WorkerStartFailed as exc:
+    except CannotStart as exc:
         console.print(f"[bold red]streamchat worker:[/] {exc}")
         raise typer.Exit(code=1) from None
 

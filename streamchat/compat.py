@@ -115,7 +115,7 @@ def problems() -> list[str]:
 
 
 def check_server() -> None:
-    """Raise :class:`RuntimeError` naming the supported versions if the server cannot run."""
+    """Raise :class:`CannotStart` naming the supported versions if the server cannot run."""
     found = problems()
     if found:
         wanted = ", ".join(f"{package} {minor}.x" for package, minor in SUPPORTED.items())

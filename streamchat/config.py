@@ -24,102 +24,118 @@ class AuthMode(StrEnum):
 class Settings(BaseSettings):
     """Every knob of the server; each one is also ``STREAMCHAT_<NAME>``."""
 
-    model_config = SettingsConfigDict(env_prefix="STREAMCHAT_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="STREAMCHAT_", extra="ignore", use_attribute_docstrings=True
+    )
 
     host: str = "127.0.0.1"
+    """The address to listen on (dev auth refuses anything but loopback by default)."""
     port: int = Field(default=8000, ge=1, le=65535)
+    """The port to listen on: HTTP and WebSocket share it."""
     database_url: str = DEFAULT_DATABASE_URL
+    """SQLAlchemy URL of the database (SQLite or PostgreSQL)."""
     broker_url: str = "memory://"
-    #: Prefixed to every broker channel, so deployments sharing a broker server never
-    #: hear each other; by default made from an id stored in the database.
+    """The broker between processes: ``memory://``, ``redis://``, ``nats://``, ``postgresql://``."""
     broker_namespace: str | None = Field(default=None, max_length=64)
-    #: Where chat history lives; defaults to the database.
+    """Prefixed to every broker channel, so deployments sharing a broker server never hear each
+    other; by default made from an id stored in the database."""
     store_url: str | None = None
-    #: No database statement may take longer (seconds), lock waits included.
+    """Where chat history lives; defaults to the database."""
     db_statement_timeout: float = Field(default=10.0, gt=0, le=600)
+    """No database statement may take longer (seconds), lock waits included."""
     auth_mode: AuthMode = AuthMode.DEV
-    #: Dev auth lets anyone in by ID, so listening beyond loopback must be asked for.
+    """``dev``: log in by Twitch ID; ``twitch``: through Twitch OAuth."""
     allow_dev_auth_remote: bool = False
+    """Dev auth lets anyone in by ID, so listening beyond loopback must be asked for."""
     admin_token: str | None = None
-    #: Origins (``scheme://host[:port]``) trusted for cookie-authenticated writes,
-    #: besides the server's own. Comma-separated in the environment.
+    """Bearer token of the admin API (at least 12 characters); unset: the API is disabled."""
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Origins (``scheme://host[:port]``) trusted for cookie-authenticated writes, besides the
+    server's own. Comma-separated in the environment."""
     session_ttl_seconds: int = Field(default=14 * 24 * 3600, ge=60)
+    """Seconds a session lasts after login."""
     cookie_secure: bool = False
-    #: Load the bundled sample streamers when the database has none.
+    """Send the session cookie over HTTPS only (set it behind TLS)."""
     seed_sample_data: bool = True
+    """Load the bundled sample streamers when the database has none."""
     log_level: str = "info"
-    #: Twitch-like chat rate limits; ``off`` for benchmarks.
+    """critical, error, warning, info or debug."""
     rate_limit: bool = True
+    """Twitch-like chat rate limits; ``off`` for benchmarks."""
     max_subscriptions: int = Field(default=50, ge=1)
-    #: Joins and leaves are announced in rooms with at most this many users present.
+    """Rooms one WebSocket may be subscribed to at once."""
     presence_announce_limit: int = Field(default=1000, ge=0)
-    #: Bytes queued for a client that is not reading before it is disconnected (4008).
+    """Joins and leaves are announced in rooms with at most this many users present."""
     ws_max_queued_bytes: int = Field(default=1 << 20, ge=1 << 12)
-    #: Largest frame a client may send.
+    """Bytes queued for a client that is not reading before it is disconnected (4008)."""
     ws_max_message_size: int = Field(default=64 << 10, ge=1 << 10)
-    #: The server pings every interval and drops peers silent for the timeout.
+    """Largest frame a client may send."""
     ws_ping_interval: float = Field(default=20.0, gt=0)
+    """The server pings every interval and drops peers silent for the timeout."""
     ws_ping_timeout: float = Field(default=20.0, gt=0)
-    #: Room traffic is written to each connection at most this often (seconds):
-    #: the larger, the fewer socket writes under load, the more latency.
+    """Seconds a peer may stay silent after a ping before it is dropped."""
     ws_flush_interval: float = Field(default=0.005, ge=0, le=1)
-    #: How often open connections' sessions are checked against the database.
+    """Room traffic is written to each connection at most this often (seconds): the larger, the
+    fewer socket writes under load, the more latency."""
     session_recheck_seconds: float = Field(default=30.0, gt=0)
-    #: permessage-deflate costs CPU per recipient for little gain on short chat lines.
+    """How often open connections' sessions are checked against the database."""
     ws_compression: bool = False
-    #: ``text`` or ``json`` (one JSON object per line).
+    """permessage-deflate costs CPU per recipient for little gain on short chat lines."""
     log_format: Literal["text", "json"] = "text"
-    #: ``GET /metrics`` without the admin token; ``false`` puts it behind the token.
+    """``text`` or ``json`` (one JSON object per line)."""
     metrics_public: bool = True
+    """``GET /metrics`` without the admin token; ``false`` puts it behind the token."""
 
     # -- limits against greedy and hostile clients --
-    #: A user's sessions beyond this many newest are revoked at login.
     max_sessions_per_user: int = Field(default=10, ge=1)
-    #: Login attempts per minute from one address, and for one account.
+    """A user's sessions beyond this many newest are revoked at login."""
     login_attempts_per_ip: int = Field(default=30, ge=1)
+    """Login attempts per minute from one address, and for one account."""
     login_attempts_per_account: int = Field(default=10, ge=1)
-    #: Wrong or missing admin tokens per minute from one address before it is refused.
+    """Login attempts per minute for one account."""
     admin_failures_per_ip: int = Field(default=10, ge=1)
-    #: Open WebSockets from one address, and of one user.
+    """Wrong or missing admin tokens per minute from one address before it is refused."""
     max_connections_per_ip: int = Field(default=200, ge=1)
+    """Open WebSockets from one address, and of one user."""
     max_connections_per_user: int = Field(default=20, ge=1)
-    #: Seconds a client has to send a whole HTTP request (headers and body), from its
-    #: first byte or from connecting; slower ones are cut off.
+    """Open WebSockets of one user."""
     http_request_timeout: float = Field(default=10.0, gt=0, le=300)
-    #: The largest HTTP request body, in bytes.
+    """Seconds a client has to send a whole HTTP request (headers and body), from its first byte or
+    from connecting; slower ones are cut off."""
     max_request_body: int = Field(default=64 << 10, ge=1024)
-    #: Requests in one WebSocket frame; and per second per connection (with a burst of
-    #: twice as many), unless ``rate_limit`` is off.
+    """The largest HTTP request body, in bytes."""
     ws_max_requests_per_frame: int = Field(default=64, ge=1)
+    """Requests in one WebSocket frame; and per second per connection (with a burst of twice as
+    many), unless ``rate_limit`` is off."""
     ws_requests_per_second: float = Field(default=20.0, gt=0)
-    #: Addresses of reverse proxies whose ``X-Forwarded-For`` names the client
-    #: (comma-separated IPs or CIDRs); empty: the peer's address is the client's.
+    """Requests other than ``publish`` per second per connection (burst twice as many)."""
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Addresses of reverse proxies whose ``X-Forwarded-For`` names the client (comma-separated IPs
+    or CIDRs); empty: the peer's address is the client's."""
 
     # -- background actors --
-    #: Run the singleton actors (stream watcher, retention) in this server; ``serve
-    #: --no-workers`` leaves them to ``streamchat worker`` processes.
     run_singletons: bool = True
-    #: Where live stream status comes from: ``sample`` is the bundled, made-up schedule.
+    """Run the singleton actors (stream watcher, retention) in this server; ``serve --no-workers``
+    leaves them to ``streamchat worker`` processes."""
     watch_source: Literal["sample"] = "sample"
-    #: Seconds between two refreshes of every streamer's live status.
+    """Where live stream status comes from: ``sample`` is the bundled, made-up schedule."""
     watch_interval: float = Field(default=10.0, gt=0)
-    #: How much faster than real time the sample schedule runs (for demos and tests).
+    """Seconds between two refreshes of every streamer's live status."""
     watch_speed: float = Field(default=1.0, gt=0, le=1_000_000)
-    #: The sample schedule's seed: the same seed, the same streams everywhere.
+    """How much faster than real time the sample schedule runs (for demos and tests)."""
     watch_seed: int = 0
-    #: Chat messages older than this many days are pruned (0: kept forever).
+    """The sample schedule's seed: the same seed, the same streams everywhere."""
     retention_days: float = Field(default=30.0, ge=0)
-    #: Each room keeps at most this many newest messages (0: no limit).
+    """Chat messages older than this many days are pruned (0: kept forever)."""
     retention_max_messages: int = Field(default=100_000, ge=0)
-    #: Seconds between two retention runs.
+    """Each room keeps at most this many newest messages (0: no limit)."""
     retention_interval: float = Field(default=300.0, gt=0)
-    #: Seconds between two sweeps of dead processes' presence rows and expired sessions.
+    """Seconds between two retention runs."""
     janitor_interval: float = Field(default=30.0, gt=0)
-    #: A singleton actor's process must renew its lease within this many seconds, or
-    #: another process takes the actor over.
+    """Seconds between two sweeps of dead processes' presence rows and expired sessions."""
     actor_lease_seconds: float = Field(default=10.0, ge=1, le=300)
+    """A singleton actor's process must renew its lease within this many seconds, or another
+    process takes the actor over."""
 
     @field_validator("admin_token")
     @classmethod

@@ -13,7 +13,9 @@ WebSocket layer sends the same code in an ``error`` frame::
     │   └── InvalidCommand          invalid_command
     ├── NotAuthenticated            not_authenticated      401
     ├── Forbidden                   forbidden              403
-    │   └── CrossSiteRequest        cross_site_request
+    │   ├── CrossSiteRequest        cross_site_request
+    │   ├── DevLoginDisabled        dev_login_disabled
+    │   └── AdminDisabled           admin_disabled
     ├── NotFound                    not_found              404
     │   ├── UserNotFound            user_not_found
     │   ├── StreamerNotFound        streamer_not_found
@@ -34,6 +36,9 @@ WebSocket layer sends the same code in an ``error`` frame::
     │   └── ActorCrashed            actor_crashed
     └── ActorTimeout                actor_timeout          504
 
+A process that cannot start raises :class:`CannotStart` (not a client's
+error: the operator's, with a message naming what to fix).
+
 :func:`error_from` rebuilds an error from its code, for errors that crossed a
 process boundary (an actor's reply relayed through the broker).
 """
@@ -46,8 +51,11 @@ __all__ = [
     "ActorCrashed",
     "ActorTimeout",
     "ActorUnavailable",
+    "AdminDisabled",
+    "CannotStart",
     "Conflict",
     "CrossSiteRequest",
+    "DevLoginDisabled",
     "Forbidden",
     "HistoryTrimmed",
     "InvalidCommand",
@@ -131,6 +139,18 @@ class Forbidden(StreamchatError):
 
 class CrossSiteRequest(Forbidden):
     code = "cross_site_request"
+
+
+class DevLoginDisabled(Forbidden):
+    """Logging in by bare Twitch ID outside ``dev`` auth mode."""
+
+    code = "dev_login_disabled"
+
+
+class AdminDisabled(Forbidden):
+    """An admin request while ``STREAMCHAT_ADMIN_TOKEN`` is unset."""
+
+    code = "admin_disabled"
 
 
 class NotFound(StreamchatError):
@@ -247,3 +267,7 @@ class TooManyRequests(RateLimited):
 class PayloadTooLarge(StreamchatError):
     code = "payload_too_large"
     status = 413
+
+
+class CannotStart(Exception):
+    """A process cannot start: something it needs is missing or unreachable."""

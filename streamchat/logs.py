@@ -10,14 +10,44 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
+import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
-__all__ = ["ACCESS", "JsonFormatter", "TextFormatter", "configure_logging", "log_http", "log_ws"]
+__all__ = [
+    "ACCESS",
+    "REQUEST_ID_HEADER",
+    "JsonFormatter",
+    "TextFormatter",
+    "configure_logging",
+    "log_http",
+    "log_ws",
+    "new_request_id",
+    "request_id_of",
+]
 
 #: The logger of the per-request lines; its level can be set on its own.
 ACCESS: Final = logging.getLogger("streamchat.access")
+#: A request's id, from the client (if it is one we can log safely) or new; echoed back.
+REQUEST_ID_HEADER: Final = "x-request-id"
+# Ids travel into logs: printable, short, no spaces or quotes.
+_SANE_ID = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def request_id_of(headers: Mapping[str, str]) -> str:
+    """The client's request id when it is one we can log safely, else a new one."""
+    given = headers.get(REQUEST_ID_HEADER)
+    if given is not None and _SANE_ID.fullmatch(given):
+        return given
+    return new_request_id()
+
 
 #: Attributes every LogRecord has; anything else on a record came as ``extra``.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {

@@ -17,11 +17,12 @@ from prometheus_client import start_http_server
 
 from streamchat.actors import Cluster, Node, broker_namespace, running_actors
 from streamchat.config import Settings
+from streamchat.errors import CannotStart
 from streamchat.metrics import Metrics
 from streamchat.pubsub import PubSub
 from streamchat.store.database import Database, chat_store
 
-__all__ = ["WorkerStartFailed", "refuse_worker", "run_worker"]
+__all__ = ["refuse_worker", "run_worker"]
 
 log = logging.getLogger("streamchat.worker")
 
@@ -35,10 +36,6 @@ def refuse_worker(settings: Settings) -> str | None:
             "postgresql://, the same as the servers'"
         )
     return None
-
-
-class WorkerStartFailed(Exception):
-    """The worker could not reach what it needs to start (the database, the broker)."""
 
 
 async def run_worker(
@@ -70,7 +67,7 @@ async def run_worker(
             )
             await pubsub.connect()
         except Exception as exc:
-            raise WorkerStartFailed(f"cannot start: {type(exc).__name__}: {exc}") from exc
+            raise CannotStart(f"cannot start: {type(exc).__name__}: {exc}") from exc
         stack.push_async_callback(pubsub.disconnect)
         cluster = await stack.enter_async_context(
             running_actors(settings, node, db, pubsub, singletons=True)

@@ -167,3 +167,51 @@ def test_a_worker_that_cannot_reach_its_broker_says_so(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "cannot start" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_every_setting_is_a_flag_of_serve(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from streamchat import cli
+
+    given: dict[str, object] = {}
+
+    def capture(**flags: object) -> Settings:
+        given.update({name: value for name, value in flags.items() if value is not None})
+        raise cli.typer.Exit(0)
+
+    monkeypatch.setattr(cli, "_settings", capture)
+    help_text = CliRunner().invoke(cli.app, ["serve", "--help"], env={"COLUMNS": "400"}).output
+    for name in Settings.model_fields:
+        assert f"--{name.replace('_', '-')}" in help_text, name
+        assert f"STREAMCHAT_{name.upper()}" in help_text, name
+    result = CliRunner().invoke(
+        cli.app,
+        [
+            "serve",
+            "--retention-days",
+            "2.5",
+            "--no-rate-limit",
+            "--auth-mode",
+            "dev",
+            "--allowed-origins",
+            "https://a.example,https://b.example",
+            "--no-workers",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert given == {
+        "retention_days": 2.5,
+        "rate_limit": False,
+        "auth_mode": AuthMode.DEV,
+        "allowed_origins": "https://a.example,https://b.example",
+        "run_singletons": False,
+    }
+
+
+def test_a_bad_flag_value_is_named_like_its_variable(tmp_path: Path) -> None:
+    result = _streamchat("serve", "--ws-requests-per-second", "0")
+    assert result.returncode == 2
+    assert "--ws-requests-per-second" in result.stderr
+    assert "STREAMCHAT_WS_REQUESTS_PER_SECOND" in result.stderr
+    assert "Traceback" not in result.stderr

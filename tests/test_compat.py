@@ -12,6 +12,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 
 from streamchat import compat
 from streamchat.cli import app
+from streamchat.errors import CannotStart
 
 
 def test_the_installed_versions_are_supported() -> None:
@@ -24,7 +25,7 @@ def test_another_minor_release_is_named(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setitem(compat.SUPPORTED, "uvicorn", "0.30")
     installed = metadata.version("uvicorn")
     assert compat.problems() == [f"uvicorn {installed} is installed; supported is 0.30.x"]
-    with pytest.raises(RuntimeError, match=r"needs uvicorn 0\.30\.x, websockets"):
+    with pytest.raises(CannotStart, match=r"needs uvicorn 0\.30\.x, websockets"):
         compat.check_server()
 
 

@@ -9,61 +9,23 @@ user dependency reuses it) and the request id.
 from __future__ import annotations
 
 import logging
-import re
-import uuid
 from typing import Any
 
 from starlette.datastructures import Headers, MutableHeaders
-from starlette.requests import HTTPConnection, cookie_parser
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from streamchat.logs import ACCESS, log_http
+from streamchat.cookies import session_token
+from streamchat.logs import ACCESS, REQUEST_ID_HEADER, log_http, request_id_of
 
-__all__ = [
-    "HEADER",
-    "SESSION_COOKIE",
-    "UNRESOLVED",
-    "AccessMiddleware",
-    "new_request_id",
-    "request_id_of",
-    "resolved_user",
-    "session_token",
-]
+__all__ = ["UNRESOLVED", "AccessMiddleware", "resolved_user"]
 
-HEADER = "x-request-id"
-SESSION_COOKIE = "streamchat_session"
-#: Our tokens are 43 characters; anything far longer is not one, so it is never looked up.
-MAX_TOKEN_LENGTH = 128
-
-# Ids travel into logs: printable, short, no spaces or quotes.
-_SANE = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
 # The paths of the API: every one logs a line (probes, metrics and pages do not).
 _LOGGED = ("/api/", "/auth/")
 #: What :func:`resolved_user` returns when the middleware did not look the user up.
 UNRESOLVED: Any = object()
 
 log = logging.getLogger("streamchat.http")
-
-
-def new_request_id() -> str:
-    return uuid.uuid4().hex
-
-
-def request_id_of(headers: Headers) -> str:
-    """The client's request id when it is one we can log safely, else a new one."""
-    given = headers.get(HEADER)
-    if given is not None and _SANE.fullmatch(given):
-        return given
-    return new_request_id()
-
-
-def session_token(headers: Headers) -> str | None:
-    """The session cookie's token, if it could be one."""
-    for header in headers.getlist("cookie"):
-        token = cookie_parser(header).get(SESSION_COOKIE)
-        if token:
-            return token if len(token) <= MAX_TOKEN_LENGTH else None
-    return None
 
 
 class AccessMiddleware:
@@ -94,7 +56,7 @@ class AccessMiddleware:
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                MutableHeaders(scope=message)[HEADER] = request_id
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
             await send(message)
 
         await self.app(scope, receive, send_with_id)

@@ -8,10 +8,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Path, Request, status
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
+from streamchat import actions
 from streamchat.errors import (
     ActorCrashed,
     ActorTimeout,
     ActorUnavailable,
+    AdminDisabled,
     CrossSiteRequest,
     Forbidden,
     InvalidCommand,
@@ -24,22 +26,19 @@ from streamchat.errors import (
     UnknownActor,
     UnknownRoom,
 )
-from streamchat.http.deps import ServicesDep
+from streamchat.http.deps import ServicesDep, ThrottlesDep
 from streamchat.http.errors import error_responses
 from streamchat.http.schemas import NOT_BLANK, RoomName, stripped_printable
 from streamchat.http.throttle import client_address
 from streamchat.protocol import MAX_TEXT_LENGTH
 
-__all__ = ["ADMIN_ERRORS", "AdminDisabled", "require_admin", "router"]
-
-
-class AdminDisabled(Forbidden):
-    code = "admin_disabled"
+__all__ = ["ADMIN_ERRORS", "require_admin", "router"]
 
 
 async def require_admin(
     request: Request,
     services: ServicesDep,
+    throttles: ThrottlesDep,
     authorization: Annotated[str | None, Header()] = None,
 ) -> None:
     expected = services.settings.admin_token
@@ -47,15 +46,15 @@ async def require_admin(
         raise AdminDisabled("administration is disabled: STREAMCHAT_ADMIN_TOKEN is not set")
     address = client_address(request)
     # Refused before the token is even compared: a guesser learns nothing more.
-    services.throttles.check_admin(address)
+    throttles.check_admin(address)
     # "Bearer <token>", with any spacing HTTP allows around and between them.
     scheme, token = [*(authorization or "").split(None, 1), "", ""][:2]
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
-        services.throttles.admin_failed(address)
+        throttles.admin_failed(address)
         raise NotAuthenticated("send Authorization: Bearer <admin token>")
     if not hmac.compare_digest(token.encode(), expected.encode()):
-        services.throttles.admin_failed(address)
+        throttles.admin_failed(address)
         raise Forbidden("wrong admin token")
 
 
@@ -83,7 +82,7 @@ class EventIn(BaseModel):
 )
 async def broadcast_event(room: RoomName, body: EventIn, services: ServicesDep) -> dict[str, str]:
     """Send an ``event`` (a system broadcast) to everyone in a room right now."""
-    await services.rooms.announce(room, body.kind, body.data)
+    await actions.announce(services, room, body.kind, body.data)
     return {"status": "sent"}
 
 
@@ -136,6 +135,5 @@ async def command_actor(
 async def broadcast(body: BroadcastIn, services: ServicesDep) -> dict[str, str]:
     """An ``event`` of kind ``broadcast`` to every room on every process, and a broadcast
     command to every actor."""
-    await services.rooms.broadcast("broadcast", {"text": body.text})
-    await services.cluster.broadcast(body.text)
+    await actions.broadcast(services, body.text)
     return {"status": "sent"}

@@ -2,54 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 
-from streamchat.actors import Cluster
-from streamchat.config import Settings
+from streamchat.cookies import session_token
 from streamchat.errors import NotAuthenticated
-from streamchat.http.access import SESSION_COOKIE, UNRESOLVED, resolved_user, session_token
+from streamchat.http.access import UNRESOLVED, resolved_user
 from streamchat.http.throttle import Throttles
-from streamchat.metrics import Metrics
-from streamchat.pubsub import PubSub
-from streamchat.rooms.service import RoomService
-from streamchat.store.database import Database
+from streamchat.services import Services
 from streamchat.store.models import User
-from streamchat.store.sessions import SessionStore
-from streamchat.store.streamers import StreamerStore
-from streamchat.store.users import UserStore
-from streamchat.ws.connection import ConnectionLimits
-from streamchat.ws.registry import ConnectionRegistry
 
 __all__ = [
-    "SESSION_COOKIE",
     "CurrentUser",
     "OptionalUser",
-    "Services",
     "ServicesDep",
+    "ThrottlesDep",
     "get_services",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class Services:
-    """Everything a handler may use; built once per app in its lifespan."""
-
-    settings: Settings
-    db: Database
-    users: UserStore
-    sessions: SessionStore
-    streamers: StreamerStore
-    pubsub: PubSub
-    rooms: RoomService
-    connections: ConnectionRegistry
-    cluster: Cluster
-    metrics: Metrics
-    throttles: Throttles
-    connection_limits: ConnectionLimits
-    allowed_origins: frozenset[str]
 
 
 def get_services(request: Request) -> Services:
@@ -58,6 +28,14 @@ def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_throttles(request: Request) -> Throttles:
+    throttles: Throttles = request.app.state.throttles
+    return throttles
+
+
+ThrottlesDep = Annotated[Throttles, Depends(get_throttles)]
 
 
 async def optional_user(request: Request, services: ServicesDep) -> User | None:

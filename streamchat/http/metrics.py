@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Request, Response
 
 from streamchat.errors import InvalidInput
 from streamchat.http.admin import ADMIN_ERRORS, require_admin
-from streamchat.http.deps import ServicesDep
+from streamchat.http.deps import ServicesDep, ThrottlesDep
 from streamchat.http.errors import error_responses
 from streamchat.metrics import CONTENT_TYPE
 
@@ -32,10 +32,11 @@ router = APIRouter(tags=["health"])
 async def metrics(
     request: Request,
     services: ServicesDep,
+    throttles: ThrottlesDep,
     authorization: Annotated[str | None, Header()] = None,
 ) -> Response:
     """Prometheus text: connections, subscriptions, messages, latency, actors, broker and
     database health. Behind the admin token unless ``STREAMCHAT_METRICS_PUBLIC`` is true."""
     if not services.settings.metrics_public:
-        await require_admin(request, services, authorization)
+        await require_admin(request, services, throttles, authorization)
     return Response(await services.metrics.render(), media_type=CONTENT_TYPE)

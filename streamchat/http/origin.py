@@ -9,8 +9,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from streamchat.errors import CrossSiteRequest
 from streamchat.http.errors import error_response
+from streamchat.origins import is_trusted_origin
 
-__all__ = ["OriginCheckMiddleware", "is_trusted_origin"]
+__all__ = ["OriginCheckMiddleware"]
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
@@ -20,21 +21,6 @@ def _origin_of(url: str) -> str | None:
     if not parts.scheme or not parts.netloc:
         return None
     return f"{parts.scheme}://{parts.netloc}".lower()
-
-
-# A WebSocket handshake is an HTTP request: its page's origin is http(s).
-_HTTP_SCHEME = {"ws": "http", "wss": "https"}
-
-
-def is_trusted_origin(
-    origin: str, *, scheme: str, host: str | None, allowed: frozenset[str] | set[str]
-) -> bool:
-    """Whether a browser page at ``origin`` may act on this server with the user's cookie."""
-    origin = origin.lower().rstrip("/")
-    if origin in allowed:
-        return True
-    own = f"{_HTTP_SCHEME.get(scheme, scheme)}://{host}".lower()
-    return host is not None and origin == own
 
 
 class OriginCheckMiddleware:

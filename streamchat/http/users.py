@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
+from streamchat import actions
 from streamchat.errors import (
     CrossSiteRequest,
     InvalidInput,
@@ -13,9 +14,10 @@ from streamchat.errors import (
     StreamerNotFound,
     Unavailable,
 )
-from streamchat.http.deps import CurrentUser, Services, ServicesDep
+from streamchat.http.deps import CurrentUser, ServicesDep
 from streamchat.http.errors import error_responses
 from streamchat.http.schemas import FavoriteIn, RegisterIn, UserOut
+from streamchat.services import Services
 from streamchat.store.models import User
 
 __all__ = ["router", "user_out"]
@@ -41,8 +43,8 @@ async def user_out(services: Services, user: User) -> UserOut:
 )
 async def register(body: RegisterIn, services: ServicesDep, response: Response) -> UserOut:
     """Register a viewer by Twitch ID; idempotent."""
-    user, created = await services.users.register(
-        body.twitch_id, login=body.login, display_name=body.display_name
+    user, created = await actions.register(
+        services, body.twitch_id, login=body.login, display_name=body.display_name
     )
     if not created:
         response.status_code = status.HTTP_200_OK
@@ -64,11 +66,7 @@ async def me(user: CurrentUser, services: ServicesDep) -> UserOut:
 )
 async def set_favorite(body: FavoriteIn, user: CurrentUser, services: ServicesDep) -> UserOut:
     """Pick a favourite streamer by login or ID."""
-    streamer = await services.streamers.find(body.streamer)
-    if streamer is None:
-        raise StreamerNotFound(f"no streamer {body.streamer!r}")
-    await services.users.set_favorite(user.twitch_id, streamer.id)
-    user.favorite_streamer_id = streamer.id
+    streamer = await actions.set_favorite(services, user, body.streamer)
     return UserOut.of(user, favorite=streamer)
 
 
@@ -79,6 +77,5 @@ async def set_favorite(body: FavoriteIn, user: CurrentUser, services: ServicesDe
 )
 async def clear_favorite(user: CurrentUser, services: ServicesDep) -> UserOut:
     """Clear the favourite streamer."""
-    await services.users.set_favorite(user.twitch_id, None)
-    user.favorite_streamer_id = None
+    await actions.clear_favorite(services, user)
     return UserOut.of(user)

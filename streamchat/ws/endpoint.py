@@ -3,45 +3,60 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from starlette.datastructures import URL, Headers
+from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
+from streamchat.cookies import session_token
 from streamchat.errors import (
     CrossSiteRequest,
     StreamchatError,
     TooManyConnections,
     Unavailable,
 )
-from streamchat.http.access import HEADER, request_id_of, session_token
-from streamchat.http.deps import Services
-from streamchat.http.errors import error_response
-from streamchat.http.origin import is_trusted_origin
+from streamchat.logs import REQUEST_ID_HEADER, request_id_of
+from streamchat.origins import is_trusted_origin
 from streamchat.protocol import UserRef
-from streamchat.store.sessions import session_key
-from streamchat.ws.connection import Connection
+from streamchat.rooms.service import RoomService
+from streamchat.store.sessions import SessionStore, session_key
+from streamchat.ws.connection import Connection, ConnectionLimits
+from streamchat.ws.registry import ConnectionRegistry
 from streamchat.ws.transport import PROTOCOL_CLASS, WIRE_EXTENSION, DirectWire
 
-__all__ = ["PATH", "websocket_endpoint"]
+__all__ = ["PATH", "Gateway", "websocket_endpoint"]
 
 log = logging.getLogger("streamchat.ws")
 
 PATH = "/ws"
 
 
+@dataclass(frozen=True, slots=True)
+class Gateway:
+    """What the endpoint needs of the app; the app keeps it as ``state.gateway``."""
+
+    sessions: SessionStore
+    rooms: RoomService
+    connections: ConnectionRegistry
+    limits: ConnectionLimits
+    #: Origins besides the server's own whose pages may open a WebSocket.
+    allowed_origins: frozenset[str]
+
+
 async def websocket_endpoint(websocket: WebSocket) -> None:
     """Serve one client of the room protocol, from handshake to close."""
-    services: Services = websocket.app.state.services
-    connections = services.connections
+    gateway: Gateway = websocket.app.state.gateway
+    connections = gateway.connections
     client = websocket.scope.get("client")
     address = client[0] if client else "unknown"
     # Counted from the handshake on, so a burst of handshakes cannot all slip in.
-    if not connections.admit_address(address, services.connection_limits.max_per_ip):
+    if not connections.admit_address(address, gateway.limits.max_per_ip):
         await _deny(websocket, TooManyConnections("too many connections from this address"))
         return
     connection = None
     try:
-        connection = await _accept(websocket)
+        connection = await _accept(websocket, gateway)
         if connection is None:
             return
         connections.add(connection)
@@ -56,17 +71,18 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
 
 async def _deny(websocket: WebSocket, error: StreamchatError) -> None:
     """Refuse the handshake with an HTTP error the client can read."""
-    await websocket.send_denial_response(error_response(error))
+    await websocket.send_denial_response(
+        JSONResponse({"error": error.to_dict()}, status_code=error.status)
+    )
 
 
-async def _accept(websocket: WebSocket) -> Connection | None:
+async def _accept(websocket: WebSocket, gateway: Gateway) -> Connection | None:
     """Check and accept the handshake; ``None`` if it was refused.
 
     A separate frame, and no caches on ``websocket``: what the handshake needed
     (headers, cookies, the user's database row) is garbage once it returns,
     rather than held for as long as the connection stays open.
     """
-    services: Services = websocket.app.state.services
     scope = websocket.scope
     headers = Headers(scope=scope)
     origin = headers.get("origin")
@@ -74,7 +90,7 @@ async def _accept(websocket: WebSocket) -> Connection | None:
         origin,
         scheme=URL(scope=scope).scheme,
         host=headers.get("host"),
-        allowed=services.allowed_origins,
+        allowed=gateway.allowed_origins,
     ):
         # Before accept: the handshake is refused (HTTP 403), so a foreign page
         # cannot ride the user's cookie into a chat session.
@@ -91,24 +107,22 @@ async def _accept(websocket: WebSocket) -> Connection | None:
         return None
     token = session_token(headers)
     try:
-        user = await services.sessions.resolve(token) if token is not None else None
+        user = await gateway.sessions.resolve(token) if token is not None else None
     except Exception as exc:
         # Our failure, not the client's: 503, which a client retries (a 403 says "don't").
         log.warning("could not check the session of a WebSocket (%s); refusing it with 503", exc)
         await _deny(websocket, Unavailable("sessions cannot be checked right now; retry"))
         return None
-    limits = services.connection_limits
-    if user is not None and not services.connections.admit_user(
-        user.twitch_id, limits.max_per_user
-    ):
+    limits = gateway.limits
+    if user is not None and not gateway.connections.admit_user(user.twitch_id, limits.max_per_user):
         await _deny(websocket, TooManyConnections("too many connections for this user"))
         return None
     request_id = request_id_of(headers)
     try:
-        await websocket.accept(headers=[(HEADER.encode(), request_id.encode())])
+        await websocket.accept(headers=[(REQUEST_ID_HEADER.encode(), request_id.encode())])
     except BaseException:
         if user is not None:
-            services.connections.release(None, user.twitch_id)
+            gateway.connections.release(None, user.twitch_id)
         raise
     # Nothing reads the request's headers after the handshake; the scope lives
     # as long as the connection.
@@ -116,9 +130,9 @@ async def _accept(websocket: WebSocket) -> Connection | None:
     return Connection(
         websocket,
         wire,
-        services.rooms,
+        gateway.rooms,
         user=UserRef(user.twitch_id, user.login, user.display_name) if user else None,
         session_key=session_key(token) if user and token else None,
-        limits=services.connection_limits,
+        limits=limits,
         request_id=request_id,
     )

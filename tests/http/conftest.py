@@ -11,7 +11,8 @@ from sqlalchemy import delete, text
 
 from streamchat.app import create_app
 from streamchat.config import Settings
-from streamchat.http.deps import SESSION_COOKIE, Services
+from streamchat.cookies import SESSION_COOKIE
+from streamchat.services import Services
 from streamchat.store.models import RoomPresence, Session, User
 
 BASE_URL = "http://testserver"

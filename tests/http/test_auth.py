@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from sqlalchemy import select, update
 
 from streamchat.config import AuthMode
-from streamchat.http.deps import SESSION_COOKIE
+from streamchat.cookies import SESSION_COOKIE
 from streamchat.store.models import Session, utcnow
 from tests.http.conftest import AppFactory, client_for, cookie, login_as, services_of
 

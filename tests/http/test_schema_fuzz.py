@@ -41,7 +41,7 @@ from schemathesis.specs.openapi.checks import (
 
 from streamchat.app import create_app
 from streamchat.config import Settings
-from streamchat.http.deps import SESSION_COOKIE
+from streamchat.cookies import SESSION_COOKIE
 from tests.ws.conftest import LiveServer, live_server
 
 EXAMPLES = int(os.environ.get("STREAMCHAT_SCHEMA_EXAMPLES", "20"))

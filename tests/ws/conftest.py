@@ -18,7 +18,7 @@ from websockets.exceptions import ConnectionClosed
 from streamchat.app import create_app, server_options
 from streamchat.client import ChatClient, login
 from streamchat.config import Settings
-from streamchat.http.deps import Services
+from streamchat.services import Services
 
 
 @dataclass

@@ -17,6 +17,7 @@ import re
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
+from nats.errors import Error as NatsError
 from nats.errors import SlowConsumerError
 
 from ..._errors import BrokerError
@@ -25,6 +26,9 @@ from ..base import Broker
 from ._inbox import Inbox
 
 __all__ = ["NatsBroker"]
+
+# What the client library raises for a failed operation; anything else is a bug, raised.
+_ERRORS = (NatsError, OSError, TimeoutError)
 
 log = logging.getLogger("streamchat.pubsub")
 
@@ -92,7 +96,7 @@ class NatsBroker(Broker):
             for channel in self.channels:
                 await self._subscribe(client, channel)
             await client.flush(timeout=5)
-        except Exception as exc:
+        except _ERRORS as exc:
             await self.disconnect()
             raise BrokerError(f"cannot connect to NATS: {exc!r}") from exc
 
@@ -110,7 +114,7 @@ class NatsBroker(Broker):
         if client is not None and not client.is_closed:
             try:
                 await client.close()
-            except Exception as exc:
+            except _ERRORS as exc:
                 log.debug("pubsub: closing NATS failed: %r", exc)
 
     async def subscribe(self, channel: str) -> None:
@@ -123,7 +127,7 @@ class NatsBroker(Broker):
                 await self._subscribe(client, channel)
             # A PING round trip: the server has the subscription when the PONG comes back.
             await client.flush(timeout=5)
-        except Exception as exc:
+        except _ERRORS as exc:
             raise BrokerError(f"NATS subscribe {channel!r} failed: {exc!r}") from exc
 
     async def unsubscribe(self, channel: str) -> None:
@@ -133,7 +137,7 @@ class NatsBroker(Broker):
             return
         try:
             await subscription.unsubscribe()
-        except Exception as exc:
+        except _ERRORS as exc:
             raise BrokerError(f"NATS unsubscribe {channel!r} failed: {exc!r}") from exc
 
     async def publish(self, channel: str, data: bytes) -> None:
@@ -142,7 +146,7 @@ class NatsBroker(Broker):
             raise BrokerError("NATS broker is not connected")
         try:
             await client.publish(self.subject(channel), data)
-        except Exception as exc:
+        except _ERRORS as exc:
             raise BrokerError(f"NATS publish failed: {exc!r}") from exc
 
     async def next_published(self) -> bytes:

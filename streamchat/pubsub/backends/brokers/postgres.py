@@ -26,6 +26,15 @@ from ._inbox import Inbox
 
 __all__ = ["PostgresBroker"]
 
+# What asyncpg raises for a failed operation; anything else is a bug, raised.
+_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    OSError,
+    TimeoutError,
+)
+
 log = logging.getLogger("streamchat.pubsub")
 
 
@@ -71,7 +80,7 @@ class PostgresBroker(Broker):
                 timeout=5,
                 server_settings={"application_name": self.application_name},
             )
-        except Exception as exc:
+        except _ERRORS as exc:
             await self.disconnect()
             raise BrokerError(f"cannot connect to PostgreSQL: {exc!r}") from exc
 
@@ -93,12 +102,12 @@ class PostgresBroker(Broker):
         if listener is not None:
             try:
                 await asyncio.wait_for(listener.close(), timeout=2)
-            except Exception:
+            except _ERRORS:
                 listener.terminate()
         if pool is not None:
             try:
                 await asyncio.wait_for(pool.close(), timeout=2)
-            except Exception:
+            except _ERRORS:
                 pool.terminate()
 
     async def subscribe(self, channel: str) -> None:
@@ -109,7 +118,7 @@ class PostgresBroker(Broker):
         try:
             async with self._lock:
                 await listener.add_listener(self.notify_channel(channel), self._on_notify)
-        except Exception as exc:
+        except _ERRORS as exc:
             raise BrokerError(f"LISTEN for {channel!r} failed: {exc!r}") from exc
 
     async def unsubscribe(self, channel: str) -> None:
@@ -120,7 +129,7 @@ class PostgresBroker(Broker):
         try:
             async with self._lock:
                 await listener.remove_listener(self.notify_channel(channel), self._on_notify)
-        except Exception as exc:
+        except _ERRORS as exc:
             raise BrokerError(f"UNLISTEN for {channel!r} failed: {exc!r}") from exc
 
     async def publish(self, channel: str, data: bytes) -> None:
@@ -133,7 +142,7 @@ class PostgresBroker(Broker):
                 self.notify_channel(channel),
                 base64.b64encode(data).decode("ascii"),
             )
-        except Exception as exc:
+        except _ERRORS as exc:
             raise BrokerError(f"NOTIFY failed: {exc!r}") from exc
 
     async def next_published(self) -> bytes:
@@ -148,5 +157,5 @@ class PostgresBroker(Broker):
             try:
                 async with self._lock, asyncio.timeout(self.ping_interval):
                     await listener.execute("SELECT 1")
-            except Exception as exc:
+            except _ERRORS as exc:
                 raise BrokerError(f"PostgreSQL LISTEN connection lost: {exc!r}") from exc

@@ -1,0 +1,37 @@
+"""The app's services: one of each, built in its lifespan, used by routes and actions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from streamchat.actors import Cluster
+from streamchat.config import Settings
+from streamchat.metrics import Metrics
+from streamchat.pubsub import PubSub
+from streamchat.rooms.service import RoomService
+from streamchat.store.database import Database
+from streamchat.store.sessions import SessionStore
+from streamchat.store.streamers import StreamerStore
+from streamchat.store.users import UserStore
+from streamchat.ws.connection import ConnectionLimits
+from streamchat.ws.registry import ConnectionRegistry
+
+__all__ = ["Services"]
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """Everything a handler may use; built once per app in its lifespan."""
+
+    settings: Settings
+    db: Database
+    users: UserStore
+    sessions: SessionStore
+    streamers: StreamerStore
+    pubsub: PubSub
+    rooms: RoomService
+    connections: ConnectionRegistry
+    cluster: Cluster
+    metrics: Metrics
+    connection_limits: ConnectionLimits
+    allowed_origins: frozenset[str]
