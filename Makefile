@@ -10,10 +10,20 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Reinstall only when the project's dependencies change, so a second `make run` starts in seconds.
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+# Exactly the locked releases (hashes checked), then streamchat itself. Reinstalled only
+# when the lock or pyproject changes, so a second `make run` starts in seconds.
+$(STAMP): requirements.lock pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+# After changing pyproject.toml's dependencies: `make lock` pins what changed and keeps the
+# other pins; `make lock LOCK_ARGS=--upgrade` moves everything to its newest allowed release
+# (then run `make test` and `make bench`).
+lock: | $(BIN)/python
+	$(BIN)/python -m pip install --quiet 'uv>=0.13,<1'
+	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes $(LOCK_ARGS) \
+		--python-version 3.11 --python-platform x86_64-unknown-linux-gnu -o requirements.lock
 
 install: $(STAMP)
 

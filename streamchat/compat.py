@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 from importlib import metadata
 
+from streamchat.errors import CannotStart
+
 __all__ = ["SUPPORTED", "check_server", "problems"]
 
 #: ``major.minor`` of each package the protocol classes were written and tested for.
@@ -119,7 +121,7 @@ def check_server() -> None:
     found = problems()
     if found:
         wanted = ", ".join(f"{package} {minor}.x" for package, minor in SUPPORTED.items())
-        raise RuntimeError(f"streamchat's WebSocket transport needs {wanted}: " + "; ".join(found))
+        raise CannotStart(f"streamchat's WebSocket transport needs {wanted}: " + "; ".join(found))
 
 
 async def _no_app(scope: object, receive: object, send: object) -> None:
