@@ -287,6 +287,8 @@ class PubSub:
     def _probe_done(self, task: asyncio.Task[None]) -> None:
         if self._probe is task:
             self._probe = None
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("pubsub: probing the broker failed", exc_info=exc)
 
     # -- reading the store --
 
