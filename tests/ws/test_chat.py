@@ -10,22 +10,14 @@ import pytest
 import websockets
 from websockets.asyncio.client import connect
 
-from streamchat.client import ChatClient, ChatError, Message
+from streamchat.client import ChatError
 from streamchat.protocol import Join, Leave, Pong, UserRef
+from tests.helpers import next_message
 from tests.ws.conftest import OTHER_ROOM, ROOM, LiveServer, ServerFactory, ws_url
 
 
 def cookie_header(session: str) -> dict[str, str]:
     return {"Cookie": f"streamchat_session={session}"}
-
-
-async def next_message(chat: ChatClient, wait: float = 5.0) -> Message:
-    """The next chat message, skipping join/leave notices."""
-    async with asyncio.timeout(wait):
-        while True:
-            event = await chat.next_event(wait)
-            if isinstance(event, Message):
-                return event
 
 
 async def test_publish_is_stored_acked_and_delivered(server: LiveServer) -> None:
@@ -93,7 +85,7 @@ async def test_unsubscribe_stops_delivery(server: LiveServer) -> None:
         await chat.publish(ROOM, "after unsubscribe")
         assert (await next_message(watcher)).text == "after unsubscribe"
         with pytest.raises(TimeoutError):
-            await next_message(chat, wait=0.3)
+            await next_message(chat, within=0.3)
         # Unsubscribing again is harmless.
         assert (await chat.unsubscribe(ROOM)).room == ROOM
 

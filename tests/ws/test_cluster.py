@@ -18,8 +18,9 @@ import asyncpg
 import httpx
 import pytest
 
-from streamchat.client import ChatClient, Message, login, logout
+from streamchat.client import ChatClient, login, logout
 from streamchat.protocol import Join, PresenceReply
+from tests.helpers import messages
 
 ROOM = "sablesignal"
 
@@ -109,16 +110,6 @@ def _wait_ready(node: Node, wait: float = 30.0) -> None:
     raise RuntimeError(f"server not ready: {node.log.read_text()}")
 
 
-async def _messages(chat: ChatClient, count: int) -> list[Message]:
-    out: list[Message] = []
-    async with asyncio.timeout(10):
-        while len(out) < count:
-            event = await chat.next_event(10)
-            if isinstance(event, Message):
-                out.append(event)
-    return out
-
-
 async def _presence_reaches(chat: ChatClient, count: int) -> PresenceReply:
     for _ in range(100):
         presence = await chat.presence(ROOM)
@@ -139,7 +130,7 @@ async def test_messages_cross_processes_and_resume_anywhere(cluster: tuple[Node,
         acks.append(await a.publish(ROOM, "from one"))
         assert [ack.seq for ack in acks] == [1, 2, 3, 4]
         for chat in (a, b):
-            received = await _messages(chat, 4)
+            received = await messages(chat, 4)
             assert [m.seq for m in received] == [1, 2, 3, 4]
             assert [m.text for m in received][-1] == "from one"
 
@@ -150,7 +141,7 @@ async def test_messages_cross_processes_and_resume_anywhere(cluster: tuple[Node,
     async with ChatClient.connect(two.url, alice) as a:
         again = await a.subscribe(ROOM, since=4, epoch=subscribed.epoch)
         assert again.recovered is True
-        assert [m.text for m in await _messages(a, 3)] == [f"missed {i}" for i in range(3)]
+        assert [m.text for m in await messages(a, 3)] == [f"missed {i}" for i in range(3)]
         history = await a.history(ROOM)
         assert [m.seq for m in history] == list(range(1, 8))
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import os
 import time
@@ -13,7 +12,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from streamchat.client import ChatError, Message
+from streamchat.client import ChatError
+from tests.helpers import messages, no_more_messages
 from tests.pubsub._proxy import TcpProxy
 from tests.ws.conftest import ROOM, ServerFactory
 from tests.ws.test_cluster import cluster_database
@@ -71,13 +71,9 @@ async def test_redis_unreachable_then_back_loses_no_acked_message(
             acked.append((await writer.publish(ROOM, "after")).seq)
 
             # The reader gets every acked message, once, in order: nothing lost in the outage.
-            received: list[int] = []
-            async with asyncio.timeout(30):
-                while len(received) < len(acked):
-                    event = await reader.next_event(30)
-                    if isinstance(event, Message):
-                        received.append(event.seq)
+            received = [m.seq for m in await messages(reader, len(acked), within=30)]
             assert received == acked
+            assert await no_more_messages(reader) == []
             assert acked == list(range(acked[0], acked[0] + len(acked)))
 
 
@@ -138,11 +134,7 @@ async def test_a_silent_redis_holds_up_neither_acks_nor_delivery_in_the_process(
                 async with asyncio.timeout(2):  # at most one broadcast waits its timeout
                     acked.append((await writer.publish(ROOM, f"during {i}")).seq)
                 # The reader on this process gets each message while the broker hangs.
-                async with asyncio.timeout(2):
-                    while len(received) < len(acked):
-                        event = await reader.next_event(2)
-                        if isinstance(event, Message):
-                            received.append(event.seq)
+                received += [m.seq for m in await messages(reader, len(acked) - len(received), 2)]
             ready = await http.get("/readyz")
             assert ready.status_code == 503
             assert ready.json()["checks"]["broker"] in {"not_publishing", "reconnecting"}
@@ -155,16 +147,8 @@ async def test_a_silent_redis_holds_up_neither_acks_nor_delivery_in_the_process(
                         break
                     await asyncio.sleep(0.2)
             acked.append((await writer.publish(ROOM, "after")).seq)
-            async with asyncio.timeout(10):
-                while len(received) < len(acked):
-                    event = await reader.next_event(10)
-                    if isinstance(event, Message):
-                        received.append(event.seq)
-            # The broker's late copies and the recovery after the reconnect add nothing.
-            with contextlib.suppress(TimeoutError):
-                while True:
-                    event = await reader.next_event(1)
-                    if isinstance(event, Message):
-                        received.append(event.seq)
+            received += [m.seq for m in await messages(reader, 1)]
             assert received == acked
+            # The broker's late copies and the recovery after the reconnect add nothing.
+            assert await no_more_messages(reader) == []
             assert acked == list(range(acked[0], acked[0] + len(acked)))

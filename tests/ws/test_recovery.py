@@ -6,18 +6,9 @@ import asyncio
 
 import pytest
 
-from streamchat.client import ChatClient, Message
+from streamchat.client import ChatClient
+from tests import helpers
 from tests.ws.conftest import ROOM, LiveServer, ServerFactory
-
-
-async def collect(chat: ChatClient, count: int, wait: float = 10.0) -> list[Message]:
-    out: list[Message] = []
-    async with asyncio.timeout(wait):
-        while len(out) < count:
-            event = await chat.next_event(wait)
-            if isinstance(event, Message):
-                out.append(event)
-    return out
 
 
 async def test_resume_after_a_reconnect(server: LiveServer) -> None:
@@ -27,7 +18,7 @@ async def test_resume_after_a_reconnect(server: LiveServer) -> None:
             first = await reader.subscribe(ROOM)
             for i in range(3):
                 await writer.publish(ROOM, f"seen {i}")
-            seen = await collect(reader, 3)
+            seen = await helpers.messages(reader, 3)
         last_seen = seen[-1].seq
         for i in range(5):
             await writer.publish(ROOM, f"missed {i}")
@@ -37,7 +28,7 @@ async def test_resume_after_a_reconnect(server: LiveServer) -> None:
             assert again.seq == 8
             assert again.epoch == first.epoch
             await writer.publish(ROOM, "live")
-            messages = await collect(reader, 6)
+            messages = await helpers.messages(reader, 6)
     assert [m.seq for m in messages] == [4, 5, 6, 7, 8, 9]
     assert [m.text for m in messages] == [f"missed {i}" for i in range(5)] + ["live"]
 
@@ -49,7 +40,7 @@ async def test_since_zero_replays_everything(server: LiveServer) -> None:
             await writer.publish(ROOM, f"m{i}")
         subscribed = await reader.subscribe(ROOM, since=0)
         assert subscribed.recovered is True
-        assert [m.seq for m in await collect(reader, 4)] == [1, 2, 3, 4]
+        assert [m.seq for m in await helpers.messages(reader, 4)] == [1, 2, 3, 4]
 
 
 async def test_since_the_latest_is_recovered_with_nothing_to_replay(server: LiveServer) -> None:
@@ -59,7 +50,7 @@ async def test_since_the_latest_is_recovered_with_nothing_to_replay(server: Live
         subscribed = await reader.subscribe(ROOM, since=1)
         assert subscribed.recovered is True
         await writer.publish(ROOM, "new")
-        assert [m.text for m in await collect(reader, 1)] == ["new"]
+        assert [m.text for m in await helpers.messages(reader, 1)] == ["new"]
 
 
 async def test_another_epoch_is_not_recovered(server: LiveServer) -> None:
@@ -71,7 +62,7 @@ async def test_another_epoch_is_not_recovered(server: LiveServer) -> None:
         assert subscribed.recovered is False
         await writer.publish(ROOM, "new")
         # Nothing from the unknown past; live messages flow.
-        assert [m.text for m in await collect(reader, 1)] == ["new"]
+        assert [m.text for m in await helpers.messages(reader, 1)] == ["new"]
 
 
 async def test_since_zero_is_the_start_of_any_epoch(server: LiveServer) -> None:
@@ -84,7 +75,7 @@ async def test_since_zero_is_the_start_of_any_epoch(server: LiveServer) -> None:
         await writer.publish(ROOM, "first")
         subscribed = await reader.subscribe(ROOM, since=0, epoch=empty.epoch or "stale")
         assert subscribed.recovered is True
-        assert [m.text for m in await collect(reader, 1)] == ["first"]
+        assert [m.text for m in await helpers.messages(reader, 1)] == ["first"]
 
 
 async def test_a_position_beyond_the_end_is_not_recovered(server: LiveServer) -> None:
@@ -95,7 +86,7 @@ async def test_a_position_beyond_the_end_is_not_recovered(server: LiveServer) ->
         assert subscribed.recovered is False
         assert subscribed.seq == 1
         await writer.publish(ROOM, "next")
-        assert [m.seq for m in await collect(reader, 1)] == [2]
+        assert [m.seq for m in await helpers.messages(reader, 1)] == [2]
 
 
 async def test_resume_while_others_publish_is_gapless(server_factory: ServerFactory) -> None:
@@ -118,7 +109,7 @@ async def test_resume_while_others_publish_is_gapless(server_factory: ServerFact
                 subscribed = await reader.subscribe(ROOM, since=10)
                 assert subscribed.recovered is True
                 await asyncio.gather(*publishers)
-                messages = await collect(reader, 150)
+                messages = await helpers.messages(reader, 150)
         assert [m.seq for m in messages] == list(range(11, 161))
 
 
@@ -128,12 +119,12 @@ async def test_resubscribe_on_the_same_connection(server: LiveServer) -> None:
         await reader.subscribe(ROOM)
         for i in range(3):
             await writer.publish(ROOM, f"m{i}")
-        assert [m.seq for m in await collect(reader, 3)] == [1, 2, 3]
+        assert [m.seq for m in await helpers.messages(reader, 3)] == [1, 2, 3]
         again = await reader.subscribe(ROOM, since=1)
         assert again.recovered is True
-        assert [m.seq for m in await collect(reader, 2)] == [2, 3]
+        assert [m.seq for m in await helpers.messages(reader, 2)] == [2, 3]
         await writer.publish(ROOM, "once")
-        assert [m.text for m in await collect(reader, 1)] == ["once"]
+        assert [m.text for m in await helpers.messages(reader, 1)] == ["once"]
         # Exactly once: nothing else arrives.
         with pytest.raises(TimeoutError):
             await reader.next_event(0.3)
@@ -151,7 +142,7 @@ async def test_a_long_replay_is_paced_by_the_reader(server_factory: ServerFactor
         async with server.connect() as reader:
             subscribed = await reader.subscribe(ROOM, since=0)
             assert subscribed.recovered is True
-            messages = await collect(reader, 400, wait=20)
+            messages = await helpers.messages(reader, 400, within=20)
             assert [m.seq for m in messages] == list(range(1, 401))
             await reader.ping()
             assert not reader.closed
