@@ -6,8 +6,8 @@ import msgspec
 
 from streamchat.protocol import ErrorFrame
 from streamchat.rooms.feeds import Batch, channel_of
+from tests.helpers import messages
 from tests.ws.conftest import ROOM, ServerFactory
-from tests.ws.test_cluster import _messages
 
 
 async def test_subscribing_since_pruned_history_says_where_it_begins(
@@ -33,13 +33,13 @@ async def test_subscribing_since_pruned_history_says_where_it_begins(
             assert again.oldest == 8
             assert again.seq == 10
             # What is kept is replayed after the reply: 8, 9, 10, and nothing else.
-            assert [m.seq for m in await _messages(chat, 3)] == [8, 9, 10]
+            assert [m.seq for m in await messages(chat, 3)] == [8, 9, 10]
             assert [m.seq for m in await chat.history(ROOM)] == [8, 9, 10]
             # From within what is kept, recovery is whole again.
             whole = await chat.subscribe(ROOM, since=8, epoch=first.epoch)
             assert whole.recovered is True
             assert whole.oldest is None
-            assert [m.seq for m in await _messages(chat, 2)] == [9, 10]
+            assert [m.seq for m in await messages(chat, 2)] == [9, 10]
         # Seqs go on from where they were: pruning never renumbers.
         async with server.connect(token) as chat:
             ack = await chat.publish(ROOM, "after")
