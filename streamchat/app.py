@@ -140,17 +140,22 @@ async def _running(settings: Settings) -> AsyncIterator[Services]:
             connections=connections,
             cluster=cluster,
             metrics=metrics,
-            connection_limits=ConnectionLimits(
-                max_subscriptions=settings.max_subscriptions,
-                max_queued_bytes=settings.ws_max_queued_bytes,
-                max_requests_per_frame=settings.ws_max_requests_per_frame,
-                requests_per_second=settings.ws_requests_per_second
-                if settings.rate_limit
-                else None,
-                max_per_ip=settings.max_connections_per_ip,
-                max_per_user=settings.max_connections_per_user,
+            gateway=endpoint.Gateway(
+                sessions=sessions,
+                rooms=room_service,
+                connections=connections,
+                limits=ConnectionLimits(
+                    max_subscriptions=settings.max_subscriptions,
+                    max_queued_bytes=settings.ws_max_queued_bytes,
+                    max_requests_per_frame=settings.ws_max_requests_per_frame,
+                    requests_per_second=settings.ws_requests_per_second
+                    if settings.rate_limit
+                    else None,
+                    max_per_ip=settings.max_connections_per_ip,
+                    max_per_user=settings.max_connections_per_user,
+                ),
+                allowed_origins=frozenset(o.lower() for o in settings.allowed_origins),
             ),
-            allowed_origins=frozenset(o.lower() for o in settings.allowed_origins),
         )
 
 
@@ -179,13 +184,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with _running(settings) as services:
             app.state.services = services
             app.state.throttles = Throttles(settings)
-            app.state.gateway = endpoint.Gateway(
-                sessions=services.sessions,
-                rooms=services.rooms,
-                connections=services.connections,
-                limits=services.connection_limits,
-                allowed_origins=services.allowed_origins,
-            )
+            app.state.gateway = services.gateway
             yield
 
     app = StreamchatApp(

@@ -13,7 +13,7 @@ from streamchat.store.database import Database
 from streamchat.store.sessions import SessionStore
 from streamchat.store.streamers import StreamerStore
 from streamchat.store.users import UserStore
-from streamchat.ws.connection import ConnectionLimits
+from streamchat.ws.endpoint import Gateway
 from streamchat.ws.registry import ConnectionRegistry
 
 __all__ = ["Services"]
@@ -33,5 +33,5 @@ class Services:
     connections: ConnectionRegistry
     cluster: Cluster
     metrics: Metrics
-    connection_limits: ConnectionLimits
-    allowed_origins: frozenset[str]
+    #: What the WebSocket endpoint uses of these, with its limits and trusted origins.
+    gateway: Gateway

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import time
@@ -12,7 +13,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from streamchat.client import ChatError
+from streamchat.client import ChatClient, ChatError
 from tests.helpers import messages, no_more_messages
 from tests.pubsub._proxy import TcpProxy
 from tests.ws.conftest import ROOM, ServerFactory
@@ -34,10 +35,11 @@ async def redis_proxy(redis_url: str) -> AsyncIterator[TcpProxy]:
         await proxy.close()
 
 
-async def test_redis_unreachable_then_back_loses_no_acked_message(
-    server_factory: ServerFactory, redis_proxy: TcpProxy
-) -> None:
-    broker = f"redis://127.0.0.1:{redis_proxy.port}/0"
+@contextlib.asynccontextmanager
+async def _writer_and_reader(
+    server_factory: ServerFactory, broker: str
+) -> AsyncIterator[tuple[ChatClient, ChatClient, httpx.AsyncClient]]:
+    """A server on ``broker``: a logged-in writer, a reader subscribed to ROOM, and HTTP."""
     async with server_factory(broker_url=broker, rate_limit=False) as server:
         token = await server.login("1001", "alice")
         async with (
@@ -46,35 +48,43 @@ async def test_redis_unreachable_then_back_loses_no_acked_message(
             httpx.AsyncClient(base_url=server.url) as http,
         ):
             await reader.subscribe(ROOM)
-            acked = [(await writer.publish(ROOM, "before")).seq]
+            yield writer, reader, http
 
-            redis_proxy.refusing = True
-            await redis_proxy.sever()
-            began = time.monotonic()
-            broker_down = False
-            while time.monotonic() - began < OUTAGE:
-                # Publishing goes on: every ack is a stored message (never a false one).
-                acked.append((await writer.publish(ROOM, f"during {len(acked)}")).seq)
-                ready = await http.get("/readyz")
-                if ready.status_code == 503:
-                    assert ready.json()["checks"]["broker"] != "ok"
-                    broker_down = True
-                await asyncio.sleep(0.5)
-            assert broker_down, "/readyz never reported the broker outage"
 
-            redis_proxy.refusing = False
-            async with asyncio.timeout(30):
-                for _ in itertools.count():
-                    if (await http.get("/readyz")).status_code == 200:
-                        break
-                    await asyncio.sleep(0.2)
-            acked.append((await writer.publish(ROOM, "after")).seq)
+async def test_redis_unreachable_then_back_loses_no_acked_message(
+    server_factory: ServerFactory, redis_proxy: TcpProxy
+) -> None:
+    broker = f"redis://127.0.0.1:{redis_proxy.port}/0"
+    async with _writer_and_reader(server_factory, broker) as (writer, reader, http):
+        acked = [(await writer.publish(ROOM, "before")).seq]
 
-            # The reader gets every acked message, once, in order: nothing lost in the outage.
-            received = [m.seq for m in await messages(reader, len(acked), within=30)]
-            assert received == acked
-            assert await no_more_messages(reader) == []
-            assert acked == list(range(acked[0], acked[0] + len(acked)))
+        redis_proxy.refusing = True
+        await redis_proxy.sever()
+        began = time.monotonic()
+        broker_down = False
+        while time.monotonic() - began < OUTAGE:
+            # Publishing goes on: every ack is a stored message (never a false one).
+            acked.append((await writer.publish(ROOM, f"during {len(acked)}")).seq)
+            ready = await http.get("/readyz")
+            if ready.status_code == 503:
+                assert ready.json()["checks"]["broker"] != "ok"
+                broker_down = True
+            await asyncio.sleep(0.5)
+        assert broker_down, "/readyz never reported the broker outage"
+
+        redis_proxy.refusing = False
+        async with asyncio.timeout(30):
+            for _ in itertools.count():
+                if (await http.get("/readyz")).status_code == 200:
+                    break
+                await asyncio.sleep(0.2)
+        acked.append((await writer.publish(ROOM, "after")).seq)
+
+        # The reader gets every acked message, once, in order: nothing lost in the outage.
+        received = [m.seq for m in await messages(reader, len(acked), within=30)]
+        assert received == acked
+        assert await no_more_messages(reader) == []
+        assert acked == list(range(acked[0], acked[0] + len(acked)))
 
 
 async def test_postgresql_refusing_connections_then_back(
@@ -118,37 +128,30 @@ async def test_a_silent_redis_holds_up_neither_acks_nor_delivery_in_the_process(
 ) -> None:
     """Redis accepts connections and answers nothing, as a hung server does."""
     broker = f"redis://127.0.0.1:{redis_proxy.port}/0?ping_interval=0.5"
-    async with server_factory(broker_url=broker, rate_limit=False) as server:
-        token = await server.login("1001", "alice")
-        async with (
-            server.connect(token) as writer,
-            server.connect() as reader,
-            httpx.AsyncClient(base_url=server.url) as http,
-        ):
-            await reader.subscribe(ROOM)
-            acked = [(await writer.publish(ROOM, "before")).seq]
+    async with _writer_and_reader(server_factory, broker) as (writer, reader, http):
+        acked = [(await writer.publish(ROOM, "before")).seq]
 
-            redis_proxy.silent = True
-            received: list[int] = []
-            for i in range(20):
-                async with asyncio.timeout(2):  # at most one broadcast waits its timeout
-                    acked.append((await writer.publish(ROOM, f"during {i}")).seq)
-                # The reader on this process gets each message while the broker hangs.
-                received += [m.seq for m in await messages(reader, len(acked) - len(received), 2)]
-            ready = await http.get("/readyz")
-            assert ready.status_code == 503
-            assert ready.json()["checks"]["broker"] in {"not_publishing", "reconnecting"}
+        redis_proxy.silent = True
+        received: list[int] = []
+        for i in range(20):
+            async with asyncio.timeout(2):  # at most one broadcast waits its timeout
+                acked.append((await writer.publish(ROOM, f"during {i}")).seq)
+            # The reader on this process gets each message while the broker hangs.
+            received += [m.seq for m in await messages(reader, len(acked) - len(received), 2)]
+        ready = await http.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["broker"] in {"not_publishing", "reconnecting"}
 
-            redis_proxy.silent = False
-            await redis_proxy.sever()
-            async with asyncio.timeout(30):
-                for _ in itertools.count():
-                    if (await http.get("/readyz")).status_code == 200:
-                        break
-                    await asyncio.sleep(0.2)
-            acked.append((await writer.publish(ROOM, "after")).seq)
-            received += [m.seq for m in await messages(reader, 1)]
-            assert received == acked
-            # The broker's late copies and the recovery after the reconnect add nothing.
-            assert await no_more_messages(reader) == []
-            assert acked == list(range(acked[0], acked[0] + len(acked)))
+        redis_proxy.silent = False
+        await redis_proxy.sever()
+        async with asyncio.timeout(30):
+            for _ in itertools.count():
+                if (await http.get("/readyz")).status_code == 200:
+                    break
+                await asyncio.sleep(0.2)
+        acked.append((await writer.publish(ROOM, "after")).seq)
+        received += [m.seq for m in await messages(reader, 1)]
+        assert received == acked
+        # The broker's late copies and the recovery after the reconnect add nothing.
+        assert await no_more_messages(reader) == []
+        assert acked == list(range(acked[0], acked[0] + len(acked)))

@@ -228,6 +228,16 @@ async def publish_again(url: str, sessions: dict[str, str], traffic: Traffic) ->
     assert not traffic.in_flight
 
 
+async def readers_whole(url: str, traffic: Traffic, readers: list[Reader]) -> list[Message]:
+    """History passes :func:`check_history`, and each reader saw exactly all of it."""
+    history = await stored(url)
+    check_history(history, traffic)
+    for reader in readers:
+        await reader.seen_up_to(len(history))
+        assert reader.seen == history
+    return history
+
+
 def assert_no_traceback(server: ServerProcess) -> None:
     assert "Traceback" not in server.log(), f"{server.name}:\n{server.log()}"
 
@@ -265,17 +275,11 @@ async def test_embedded_server_killed_mid_publish_loses_no_acked_message(
             epoch = reader.epoch
             again = await reader.subscribe(server.url, resume=True)
             assert (again.recovered, again.epoch, again.seq) == (True, epoch, len(history))
-        for reader in readers:
-            await reader.seen_up_to(len(history))
-            assert reader.seen == history
+        await readers_whole(server.url, traffic, readers)
 
         # The messages whose ack was lost, sent again, are stored once, whatever happened.
         await publish_again(server.url, sessions, traffic)
-        history = await stored(server.url)
-        check_history(history, traffic)
-        for reader in readers:
-            await reader.seen_up_to(len(history))
-            assert reader.seen == history
+        await readers_whole(server.url, traffic, readers)
     finally:
         for reader in readers:
             await reader.close()
@@ -304,19 +308,12 @@ async def test_a_server_killed_mid_publish_leaves_the_others_readers_whole(
 
         # Without reconnecting, B's readers get every message A stored, whether or not
         # A lived to broadcast it.
-        history = await stored(b.url)
-        check_history(history, traffic)
-        for reader in staying:
-            await reader.seen_up_to(len(history))
-            assert reader.seen == history
+        await readers_whole(b.url, traffic, staying)
 
         # The lost acks' messages, sent again through B, are stored once.
         await publish_again(b.url, sessions, traffic)
-        history = await stored(b.url)
-        check_history(history, traffic)
+        history = await readers_whole(b.url, traffic, staying)
         for reader in staying:
-            await reader.seen_up_to(len(history))
-            assert reader.seen == history
             assert reader.chat is not None
             assert not reader.chat.closed
 
