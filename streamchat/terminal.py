@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import random
 import sys
 import threading
 import unicodedata
@@ -29,6 +28,7 @@ from rich.console import Console
 from rich.text import Text
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from streamchat.backoff import Backoff
 from streamchat.client import ChatClient, ChatError, EventsDropped, Message, login
 from streamchat.protocol import ErrorFrame, EventFrame, Join, Leave, UserRef
 
@@ -38,7 +38,8 @@ __all__ = ["HISTORY_LINES", "TerminalChat", "run_chat"]
 HISTORY_LINES: Final = 20
 #: How long ``/quit`` waits for typed lines to be acknowledged.
 QUIT_GRACE: Final = 5.0
-_MAX_BACKOFF: Final = 10.0
+#: Waits between reconnection attempts.
+_RECONNECT = Backoff(first=0.5, cap=10.0)
 _SEND_ATTEMPTS: Final = 3
 _NAME_STYLES: Final = (
     "cyan",
@@ -194,7 +195,7 @@ class TerminalChat:
                 self._problem(_FINAL_CLOSES[code])
                 return 1
             failures += 1
-            delay = min(_MAX_BACKOFF, 0.5 * 2 ** (failures - 1)) * random.uniform(0.5, 1.0)
+            delay = _RECONNECT.delay(failures)
             self._notice(f"disconnected ({why}); reconnecting in {delay:.1f} s")
             await asyncio.sleep(delay)
 

@@ -30,6 +30,7 @@ from typing import Annotated, Any, ClassVar, Protocol
 
 import msgspec
 
+from streamchat.backoff import Backoff
 from streamchat.errors import (
     ActorCrashed,
     ActorTimeout,
@@ -56,6 +57,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("streamchat.actors")
+
+#: Waits before restarting an actor that crashed, reset once it has run healthy a while.
+_RESTARTS = Backoff(first=0.5, cap=30.0, jitter=False)
 
 
 class ActorState(enum.StrEnum):
@@ -275,7 +279,7 @@ class ActorCell:
         *,
         lease: Lease | None = None,
         mailbox_size: int = 64,
-        backoff: tuple[float, float] = (0.5, 30.0),
+        backoff: Backoff = _RESTARTS,
         healthy_after: float = 60.0,
     ) -> None:
         self.actor_type = actor
@@ -518,8 +522,7 @@ class ActorCell:
                 # The first line only: a database error goes on with its SQL and parameters.
                 self._last_error = _why(exc)
                 self._last_error_at = time.time()
-                low, high = self._backoff
-                delay = min(high, low * 2 ** (crashes - 1))
+                delay = self._backoff.delay(crashes)
                 log.error(
                     "actor %s crashed (restart %d, %d in a row); restarting in %.1f s",
                     self.name,

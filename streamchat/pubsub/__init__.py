@@ -5,7 +5,6 @@ A standalone library: it imports nothing else of streamchat. See docs/pubsub.md.
 
 from __future__ import annotations
 
-from ._batching import BatchedLookup
 from ._errors import BrokerError, ConfigurationError, Lagged, PubSubError, StoreError
 from ._health import Health, LinkState
 from ._message import Message
@@ -14,7 +13,6 @@ from ._subscription import Subscription
 from .backends.base import Broker, Store
 
 __all__ = [
-    "BatchedLookup",
     "Broker",
     "BrokerError",
     "ConfigurationError",

@@ -8,15 +8,15 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from types import TracebackType
 from typing import Any
 
-from ._batching import BatchedLookup
 from ._channel import ChannelState
-from ._errors import BrokerError, PubSubError, StoreError
+from ._errors import BrokerError, PubSubError
 from ._health import Health, LinkState
 from ._message import Message
+from ._positions import PositionReader
 from ._registry import make_broker, make_store
 from ._subscription import Subscription
 from ._wire import Envelope, WireError, decode, encode, reference_size
@@ -86,9 +86,7 @@ class PubSub:
         self._backoff = reconnect_backoff
         self._sweep_interval = sweep_interval
         self._channels: dict[str, ChannelState] = {}
-        # After a restart every client comes back at once, and each channel's first
-        # subscriber needs its position: one query for those asked together.
-        self._positions = BatchedLookup(self._positions_of)
+        self._positions = PositionReader(self._store)
         self._tasks: list[asyncio.Task[None]] = []
         self._connected = False
         self._health = Health(LinkState.DISCONNECTED, time.time())
@@ -394,8 +392,7 @@ class PubSub:
                 log.exception(
                     "pubsub: listening on %r failed (%d); resubscribing", channel, failures
                 )
-                low, high = self._backoff
-                await asyncio.sleep(min(high * 2, low * 4 * 2**failures) * random.uniform(0.5, 1.0))
+                await asyncio.sleep(self._retry_delay(failures))
 
     async def _open(
         self, channel: str, since: tuple[str, int] | None, size: int
@@ -464,28 +461,11 @@ class PubSub:
             log.warning(
                 "channel %r: broker subscribe failed (%s); retried on reconnect", state.name, exc
             )
-        position = await self._positions.get(state.name)
-        if position is None:  # _positions_of answers for every channel, or raises
-            raise StoreError(f"no position for channel {state.name!r}")
-        state.epoch, state.last_seq = position
+        state.epoch, state.last_seq = await self._positions.get(state.name)
         state.ready = True
         held, state.held = state.held, []
         for envelope in held:
             await self._dispatch_envelope(state, envelope)
-
-    async def _positions_of(self, channels: Collection[str]) -> dict[str, tuple[str, int]]:
-        """``last`` of each channel: one ``last_many``, then ``last`` for channels the
-        store has never seen (which fixes their epoch)."""
-        found = await self._store.last_many(channels)
-        missing = [channel for channel in channels if channel not in found]
-        created = await asyncio.gather(
-            *(self._store.last(channel) for channel in missing), return_exceptions=True
-        )
-        for channel, position in zip(missing, created, strict=True):
-            if isinstance(position, BaseException):
-                raise position
-            found[channel] = position
-        return found
 
     async def _release(self, state: ChannelState, sub: Subscription) -> None:
         sub._close()
@@ -629,6 +609,12 @@ class PubSub:
             except Exception:
                 log.exception("channel %r: recovery from the store failed", state.name)
 
+    def _retry_delay(self, attempt: int) -> float:
+        """The wait before retry ``attempt`` (from 1) of a link or a listener: capped
+        exponential backoff, with jitter so a fleet does not reconnect in step."""
+        first, cap = self._backoff
+        return min(cap, first * 2.0 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+
     async def _reconnect(self, error: Exception) -> None:
         lost_at = time.monotonic()
         log.warning("pubsub: broker link lost (%s); reconnecting", error)
@@ -636,7 +622,6 @@ class PubSub:
         self._health = Health(
             LinkState.RECONNECTING, time.time(), repr(error), health.reconnects, publishing=False
         )
-        low, high = self._backoff
         attempt = 0
         while True:
             try:
@@ -650,8 +635,7 @@ class PubSub:
                 raise
             except Exception as exc:
                 attempt += 1
-                # Capped exponential backoff with jitter, so a fleet does not reconnect in step.
-                delay = min(high, low * 2**attempt) * random.uniform(0.5, 1.0)
+                delay = self._retry_delay(attempt)
                 log.warning(
                     "pubsub: reconnect attempt %d failed (%s); next in %.2fs", attempt, exc, delay
                 )

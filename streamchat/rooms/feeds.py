@@ -19,15 +19,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from typing import Protocol
 
+from streamchat.backoff import Backoff
 from streamchat.protocol import message_frame
 from streamchat.pubsub import Lagged, Message, PubSub
 
 __all__ = ["Batch", "FlushScheduler", "Member", "RoomFeed", "RoomFeeds", "channel_of"]
 
 log = logging.getLogger("streamchat.rooms")
+
+#: Waits before a room feed that failed subscribes again.
+_RESUBSCRIBE = Backoff(first=0.2, cap=10.0)
 
 #: Live frames parked for one member while it replays history.
 MAX_PARKED = 10_000
@@ -252,7 +255,7 @@ class RoomFeed:
             except Exception:
                 failures += 1
                 log.exception("room %s: feed failed (attempt %d)", self.room, failures)
-                await asyncio.sleep(min(10.0, 0.1 * 2**failures) * random.uniform(0.5, 1.0))
+                await _RESUBSCRIBE.wait(failures)
             # Resume exactly after the last frame we handed out.
             since = (self._epoch, self._last_seq) if self._epoch else None
 

@@ -16,6 +16,7 @@ import time
 import uuid
 from datetime import timedelta
 
+from streamchat.backoff import Backoff
 from streamchat.protocol import UserRef
 from streamchat.store.presence import PresenceStore
 
@@ -125,7 +126,7 @@ class PresenceTracker:
                 failures += 1
                 log.exception("presence: writing this node's rows failed (%d)", failures)
                 self._dirty.set()
-                await asyncio.sleep(min(10.0, self._flush_interval * 2**failures))
+                await Backoff(first=2 * self._flush_interval, cap=10.0).wait(failures)
                 continue
             await asyncio.sleep(self._flush_interval)
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import msgspec
 
+from streamchat.batching import BatchedLookup
 from streamchat.errors import (
     HistoryTrimmed,
     InvalidText,
@@ -37,7 +38,7 @@ from streamchat.protocol import (
     error_frame,
     message_frame,
 )
-from streamchat.pubsub import BatchedLookup, Message, PubSub, PubSubError
+from streamchat.pubsub import Message, PubSub, PubSubError
 from streamchat.rooms.events import BROADCAST_CHANNEL, RoomBroadcast, RoomEvents
 from streamchat.rooms.feeds import Member, RoomFeeds, channel_of
 from streamchat.rooms.presence import PresenceTracker

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from sqlalchemy import delete, select
 
-from streamchat.pubsub import BatchedLookup
+from streamchat.batching import BatchedLookup
 from streamchat.store.database import Database
 from streamchat.store.models import Session, User, utcnow
 

@@ -16,6 +16,7 @@ from sqlalchemy import text
 from streamchat.actors import Actor, ActorCell, ActorState, ActorSystem, Command
 from streamchat.actors.cluster import DatabaseLease
 from streamchat.actors.runtime import Broadcast, Pause, Resume, parse_command
+from streamchat.backoff import Backoff
 from streamchat.errors import (
     ActorCrashed,
     ActorTimeout,
@@ -171,7 +172,7 @@ async def test_a_command_error_is_replied_and_the_actor_keeps_its_state(
 async def test_a_crash_while_handling_is_replied_restarts_with_fresh_state(
     started: Callable[..., ActorCell], caplog: pytest.LogCaptureFixture
 ) -> None:
-    cell = started(Counter, backoff=(0.05, 0.05))
+    cell = started(Counter, backoff=Backoff(0.05, 0.05, jitter=False))
     await cell.ask(Add(amount=7))
     with caplog.at_level(logging.ERROR, logger="streamchat.actors"):
         with pytest.raises(ActorCrashed):
@@ -190,7 +191,9 @@ async def test_a_crash_while_handling_is_replied_restarts_with_fresh_state(
 
 
 async def test_a_crash_loop_backs_off_and_shows(started: Callable[..., ActorCell]) -> None:
-    cell = started(lambda: Counter(interval=0.01, tick_fails=True), backoff=(0.05, 0.4))
+    cell = started(
+        lambda: Counter(interval=0.01, tick_fails=True), backoff=Backoff(0.05, 0.4, jitter=False)
+    )
     await until(lambda: cell.restarts >= 4)
     info = cell.info()
     assert info.state is ActorState.RESTARTING

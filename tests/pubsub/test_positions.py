@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
-from streamchat.pubsub import PubSub
+from streamchat.pubsub import PubSub, StoreError
 from streamchat.pubsub.backends.brokers.memory import MemoryBroker
 from streamchat.pubsub.backends.stores.memory import MemoryStore
 
@@ -53,5 +53,36 @@ async def test_a_burst_of_first_subscriptions_shares_one_lookup() -> None:
         # The new channels' epochs are fixed: a publish continues from them.
         message = await pubsub.publish("new-c", b"after")
         assert (message.epoch, message.seq) == (positions[2][0], 1)
+    finally:
+        await pubsub.disconnect()
+
+
+class FailingOnceStore(CountingStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail = True
+
+    async def last_many(self, channels: Iterable[str]) -> dict[str, tuple[str, int]]:
+        if self.fail:
+            self.fail = False
+            raise StoreError("the database went away")
+        return await super().last_many(channels)
+
+
+async def test_a_failed_read_fails_its_subscribers_and_the_next_one_reads_again() -> None:
+    store = FailingOnceStore()
+    pubsub = PubSub(broker=MemoryBroker(), store=store)
+    await pubsub.connect()
+    try:
+
+        async def first_subscriber(channel: str) -> tuple[str, int]:
+            async with pubsub.subscribe(channel) as sub:
+                return sub.position
+
+        results = await asyncio.gather(
+            first_subscriber("used-a"), first_subscriber("new-b"), return_exceptions=True
+        )
+        assert all(isinstance(result, StoreError) for result in results), results
+        assert await first_subscriber("used-a") == (await store.last("used-a"))
     finally:
         await pubsub.disconnect()

@@ -7,7 +7,7 @@ from collections.abc import Collection
 
 import pytest
 
-from streamchat.pubsub import BatchedLookup
+from streamchat.batching import BatchedLookup
 
 
 class Recorder:

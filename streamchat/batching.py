@@ -1,4 +1,8 @@
-"""Coalescing lookups: many callers asking at once share one query."""
+"""Coalescing lookups: many callers asking at once share one query.
+
+Used by the stores and rooms for the look-ups every handshake makes (sessions, room
+names); it imports nothing of streamchat.
+"""
 
 from __future__ import annotations
 
