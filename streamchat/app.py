@@ -108,6 +108,7 @@ async def _running(settings: Settings) -> AsyncIterator[Services]:
         background.start(connections.listen(), "sessions-ended")
         background.start(connections.recheck(), "sessions-recheck")
         background.start(room_service.listen_broadcasts(), "room-broadcasts")
+        background.start(room_service.announce_presence(), "presence-notices")
 
         cluster = await stack.enter_async_context(
             running_actors(settings, node, db, pubsub, singletons=settings.run_singletons)

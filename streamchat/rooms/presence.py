@@ -5,11 +5,17 @@ the database in the background, at most once per ``flush_interval``, so a burst
 of subscriptions costs one transaction rather than one each. Its rows carry an
 expiry it keeps pushing forward; a process that dies stops counting once its
 rows expire.
+
+Whoever must not act before a change is stored (a ``join`` notice, after which
+anyone may ask who is here) awaits :meth:`PresenceTracker.persisted`, which
+also cuts the wait for the next write short: the changes of everyone waiting
+meanwhile go in that one transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -43,6 +49,12 @@ class PresenceTracker:
         self._joined: set[tuple[str, str]] = set()
         self._left: set[tuple[str, str]] = set()
         self._dirty = asyncio.Event()
+        # Writes are numbered: those handed to the store, those it has taken; each
+        # waiter of persisted() waits for the write numbered in its entry.
+        self._writes_started = 0
+        self._writes_done = 0
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._urgent = asyncio.Event()
         # When this node's rows were last given a new expiry (monotonic seconds).
         self._refreshed = -math.inf
 
@@ -87,7 +99,26 @@ class PresenceTracker:
             here.setdefault(user.twitch_id, UserRef(user.twitch_id, user.login, user.display_name))
         return list(here.values())
 
+    async def persisted(self) -> None:
+        """Wait until every change counted so far is in the database.
+
+        Needs :meth:`run` (or calls of :meth:`flush`) to make progress; a caller
+        that must not wait forever puts a timeout around it.
+        """
+        # Changes not yet handed to the store go in the next write; otherwise the
+        # write in flight (if any) holds them.
+        write = self._writes_started + (1 if self._joined or self._left else 0)
+        if write <= self._writes_done:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((write, future))
+        self._urgent.set()
+        self._dirty.set()
+        await future
+
     async def flush(self) -> None:
+        self._writes_started += 1
+        write = self._writes_started
         joined, self._joined = self._joined, set()
         left, self._left = self._left, set()
         # Rows are written with a full TTL; all of them are pushed forward only
@@ -101,10 +132,18 @@ class PresenceTracker:
             if refresh:
                 self._refreshed = now
         except BaseException:
+            # The retry is a later write, which waiters of this one also wait for.
             # Keep the changes for the next attempt (unless superseded meanwhile).
             self._joined |= {key for key in joined if key not in self._left}
             self._left |= {key for key in left if key not in self._joined}
             raise
+        self._writes_done = max(self._writes_done, write)
+        waiting, self._waiters = self._waiters, []
+        for wanted, future in waiting:
+            if wanted > self._writes_done:
+                self._waiters.append((wanted, future))
+            elif not future.done():
+                future.set_result(None)
 
     async def run(self) -> None:
         """Write changes as they come and refresh the expiry, until cancelled."""
@@ -128,7 +167,12 @@ class PresenceTracker:
                 self._dirty.set()
                 await Backoff(first=2 * self._flush_interval, cap=10.0).wait(failures)
                 continue
-            await asyncio.sleep(self._flush_interval)
+            # At most one write per interval, unless someone waits for one.
+            if not self._waiters:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._flush_interval):
+                        await self._urgent.wait()
+            self._urgent.clear()
 
     async def close(self) -> None:
         try:

@@ -8,10 +8,12 @@ its sequence number) and only then published and acknowledged.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -51,6 +53,10 @@ log = logging.getLogger("streamchat.rooms")
 
 # Small enough that a page of the longest messages fits well within an outbox.
 _REPLAY_PAGE = 100
+#: Joins and leaves waiting to be announced; past this, the oldest are dropped.
+_MAX_NOTICES = 10_000
+#: How long a join or leave notice waits for presence to be stored (seconds).
+_PRESENCE_WRITE_WAIT = 2.0
 _chat_decoder = msgspec.json.Decoder(ChatMessage)
 _broadcast_decoder = msgspec.json.Decoder(RoomBroadcast)
 
@@ -133,6 +139,9 @@ class RoomService:
         self._rooms: dict[str, str] = {}
         # A burst of first subscriptions (a restart, a raid) asks for many rooms at once.
         self._lookup = BatchedLookup(streamers.ids_by_login)
+        # Joins and leaves waiting for presence to be stored before they are announced.
+        self._notices: deque[tuple[str, Join | Leave]] = deque(maxlen=_MAX_NOTICES)
+        self._notices_waiting = asyncio.Event()
 
     async def resolve(self, room: str) -> str:
         """The streamer ID of ``room``; :class:`UnknownRoom` unless it exists."""
@@ -344,18 +353,47 @@ class RoomService:
             await self.feeds.discard(room, member)
             raise
         if user is not None and self.presence.add(room, user) and self._announces(room, 0):
-            await self._announce(channel, Join(room, user))
+            self._notify(channel, Join(room, user))
 
     async def unsubscribe(self, member: Member, room: str, user: UserRef | None) -> None:
         await self.feeds.discard(room, member)
         if user is not None and self.presence.remove(room, user) and self._announces(room, 1):
-            await self._announce(channel_of(room), Leave(room, user))
+            self._notify(channel_of(room), Leave(room, user))
 
     def _announces(self, room: str, leaving: int) -> bool:
         # Every join in a crowded room would be a message to everyone in it: like
         # Twitch, big rooms announce no joins and leaves; clients ask for presence.
         present = self.presence.local_count(room) + leaving
         return present <= self._limits.announce_presence_at_most
+
+    def _notify(self, channel: str, change: Join | Leave) -> None:
+        self._notices.append((channel, change))
+        self._notices_waiting.set()
+
+    async def announce_presence(self) -> None:
+        """Announce joins and leaves, in order, once presence has stored them, until
+        cancelled: whoever hears of a join and asks who is here, on any process, sees
+        the user. One presence write covers every notice queued meanwhile."""
+        while True:
+            await self._notices_waiting.wait()
+            self._notices_waiting.clear()
+            notices = list(self._notices)
+            self._notices.clear()
+            try:
+                async with asyncio.timeout(_PRESENCE_WRITE_WAIT):
+                    await self.presence.persisted()
+            except TimeoutError:
+                # Notices are a courtesy; late is worse than slightly ahead of the table.
+                log.warning(
+                    "presence not stored within %g s; announcing %d joins and leaves anyway",
+                    _PRESENCE_WRITE_WAIT,
+                    len(notices),
+                )
+            for channel, change in notices:
+                try:
+                    await self._announce(channel, change)
+                except Exception:
+                    log.exception("announcing %s on %s failed", type(change).__name__, channel)
 
     async def _announce(self, channel: str, change: Join | Leave) -> None:
         # Join and leave are courtesy notices (at most once); a broker hiccup
