@@ -107,12 +107,12 @@ class Metrics(Collector):
         yield GaugeMetricFamily(
             "streamchat_subscriptions",
             "Room subscriptions of this process's connections.",
-            value=rooms.feeds.members,
+            value=rooms.subscriptions,
         )
         yield GaugeMetricFamily(
             "streamchat_rooms_open",
             "Rooms this process has a feed of.",
-            value=len(rooms.feeds.rooms()),
+            value=rooms.open_rooms,
         )
         yield CounterMetricFamily(
             "streamchat_messages_published",
@@ -122,7 +122,7 @@ class Metrics(Collector):
         yield CounterMetricFamily(
             "streamchat_messages_delivered",
             "Room frames handed to this process's connections.",
-            value=rooms.feeds.delivered,
+            value=rooms.delivered,
         )
 
     def _links(self, sources: _Sources) -> Iterator[Metric]:

@@ -124,8 +124,8 @@ class RoomService:
     ) -> None:
         self._pubsub = pubsub
         self._streamers = streamers
-        self.presence = presence
-        self.feeds = RoomFeeds(pubsub, flush_interval=flush_interval)
+        self._presence = presence
+        self._feeds = RoomFeeds(pubsub, flush_interval=flush_interval)
         self.events = RoomEvents(pubsub)
         #: Chat messages stored by this process (retries of a stored nonce not counted).
         self.published = 0
@@ -250,8 +250,8 @@ class RoomService:
         except msgspec.DecodeError as exc:
             log.warning("dropped a malformed broadcast: %s", exc)
             return
-        for room in self.feeds.rooms():
-            if (feed := self.feeds.get(room)) is not None:
+        for room in self._feeds.rooms():
+            if (feed := self._feeds.get(room)) is not None:
                 feed.inject(encode(EventFrame(room, event.kind, event.data)))
 
     # -- reading ---------------------------------------------------------------------
@@ -274,7 +274,7 @@ class RoomService:
 
     async def who(self, room: str) -> list[UserRef]:
         await self.resolve(room)
-        return await self.presence.users(room)
+        return await self._presence.users(room)
 
     # -- membership ------------------------------------------------------------------
 
@@ -297,7 +297,7 @@ class RoomService:
         channel = channel_of(room)
         # Parked from the start: after `subscribed` with seq N the member sees
         # exactly N+1, N+2, ... (or the replay first), never a frame before the reply.
-        feed = await self.feeds.add(room, member, parked=True)
+        feed = await self._feeds.add(room, member, parked=True)
         try:
             # What this process has fanned out of the room so far; anything newer
             # reaches the member through the feed, parked until the reply is out.
@@ -350,20 +350,34 @@ class RoomService:
                 delivered = last
             feed.go_live(member, delivered)
         except BaseException:
-            await self.feeds.discard(room, member)
+            await self._feeds.discard(room, member)
             raise
-        if user is not None and self.presence.add(room, user) and self._announces(room, 0):
+        if user is not None and self._presence.add(room, user) and self._announces(room, 0):
             self._notify(channel, Join(room, user))
 
+    async def resubscribe(
+        self,
+        member: Member,
+        room: str,
+        *,
+        since: int | None = None,
+        epoch: str | None = None,
+        request_id: int | str | None = None,
+    ) -> None:
+        """Subscribe ``member`` to ``room`` again (e.g. to resume with ``since``); its
+        user stays present throughout, so nobody sees it leave and join."""
+        await self._feeds.discard(room, member)
+        await self.subscribe(member, room, None, since=since, epoch=epoch, request_id=request_id)
+
     async def unsubscribe(self, member: Member, room: str, user: UserRef | None) -> None:
-        await self.feeds.discard(room, member)
-        if user is not None and self.presence.remove(room, user) and self._announces(room, 1):
+        await self._feeds.discard(room, member)
+        if user is not None and self._presence.remove(room, user) and self._announces(room, 1):
             self._notify(channel_of(room), Leave(room, user))
 
     def _announces(self, room: str, leaving: int) -> bool:
         # Every join in a crowded room would be a message to everyone in it: like
         # Twitch, big rooms announce no joins and leaves; clients ask for presence.
-        present = self.presence.local_count(room) + leaving
+        present = self._presence.local_count(room) + leaving
         return present <= self._limits.announce_presence_at_most
 
     def _notify(self, channel: str, change: Join | Leave) -> None:
@@ -381,7 +395,7 @@ class RoomService:
             self._notices.clear()
             try:
                 async with asyncio.timeout(_PRESENCE_WRITE_WAIT):
-                    await self.presence.persisted()
+                    await self._presence.persisted()
             except TimeoutError:
                 # Notices are a courtesy; late is worse than slightly ahead of the table.
                 log.warning(
@@ -403,8 +417,30 @@ class RoomService:
         except PubSubError as exc:
             log.warning("could not announce %s on %s: %s", type(change).__name__, channel, exc)
 
+    # -- counts, for the metrics and tests -------------------------------------------
+
+    @property
+    def subscriptions(self) -> int:
+        """Room subscriptions of this process's members, every room together."""
+        return self._feeds.members
+
+    @property
+    def open_rooms(self) -> int:
+        """Rooms this process has a feed of."""
+        return len(self._feeds.rooms())
+
+    @property
+    def delivered(self) -> int:
+        """Room frames handed to this process's members so far."""
+        return self._feeds.delivered
+
+    def members_of(self, room: str) -> int:
+        """This process's members subscribed to ``room``."""
+        feed = self._feeds.get(room)
+        return 0 if feed is None else len(feed)
+
     async def close(self) -> None:
-        await self.feeds.close()
+        await self._feeds.close()
         await self._lookup.close()
 
 

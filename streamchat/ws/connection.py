@@ -1,23 +1,16 @@
-"""One client's WebSocket: decode requests, answer them, write what rooms hand it.
+"""One client's WebSocket: read its frames, answer its requests.
 
-Output takes two roads to the socket. Room traffic arrives as batches that
-every member of the room shares: a connection with nothing else waiting writes
-the batch's one ready-made frame straight to its socket, so a room fans out at
-the cost of one socket write per member. Everything else (replies, errors, a
-replay, or room traffic while the socket is backed up) waits in the
-connection's own outbox, which is written as one frame of ``\n``-separated
-objects at the next turn of the event loop.
-
-Both roads are bounded: when what waits for a client (in the outbox and in
-the socket's buffer) passes ``max_queued_bytes`` the client is too slow, and
-it is disconnected with close code 4008 rather than cost unbounded memory or
-slow anyone else.
+A frame is decoded into requests (``protocol.decode_requests``), each checked
+against the connection's request budget and dispatched: publishes are checked
+in order and stored in the background (acks still go out in order), every
+other request is answered in turn. Replies, errors and room traffic all go
+through the connection's :class:`~streamchat.ws.outbox.Outbox`, which owns the
+flow control and the connection's lifecycle state.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import time
 from collections import deque
@@ -54,11 +47,11 @@ from streamchat.protocol import (
     error_frame,
 )
 from streamchat.pubsub import PubSubError
-from streamchat.rooms.feeds import Batch
 from streamchat.rooms.service import Outgoing, RoomService
-from streamchat.ws.transport import DirectWire, text_frame
+from streamchat.ws.outbox import CloseCode, ConnectionState, Outbox
+from streamchat.ws.transport import DirectWire
 
-__all__ = ["CloseCode", "Connection", "ConnectionLimits"]
+__all__ = ["CloseCode", "Connection", "ConnectionLimits", "ConnectionState"]
 
 log = logging.getLogger("streamchat.ws")
 
@@ -69,14 +62,6 @@ _TYPES: dict[type[Request], str] = {
     cls: str(cls.__struct_config__.tag)
     for cls in (Subscribe, Unsubscribe, Publish, History, Presence, Ping)
 }
-
-
-class CloseCode(enum.IntEnum):
-    NORMAL = 1000
-    POLICY = 1008
-    SESSION_ENDED = 4001
-    FORBIDDEN_ORIGIN = 4003
-    TOO_SLOW = 4008
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,18 +92,13 @@ class Connection:
     # only a client that errs or publishes needs are made on first use.
     __slots__ = (
         "_allowance",
-        "_closing",
-        "_drained",
         "_errors",
-        "_flush_scheduled",
         "_limits",
-        "_outbox",
         "_pipeline",
-        "_queued",
         "_rooms",
         "_subscribed",
-        "_wire",
         "_ws",
+        "outbox",
         "request_id",
         "session_key",
         "user",
@@ -139,114 +119,31 @@ class Connection:
         self.session_key = session_key
         #: The handshake's request id; every request the client sends is logged with it.
         self.request_id = request_id
+        #: What waits to be written to the client; the member of its rooms.
+        self.outbox = Outbox(
+            wire,
+            max_queued_bytes=limits.max_queued_bytes,
+            max_frame_bytes=limits.max_frame_bytes,
+        )
         self._ws = websocket
-        self._wire = wire
         self._rooms = rooms
         self._limits = limits
         self._subscribed: set[str] = set()
-        self._outbox: list[bytes] = []
-        self._queued = 0
-        self._flush_scheduled = False
-        self._drained: asyncio.Event | None = None
         self._errors: deque[float] | None = None
-        self._closing: tuple[int, str] | None = None
         # Publishes are stored while the next requests are read: the store
         # commits what queues up together, so one busy client is not held to one
         # commit per message. Acks still come in order (the store keeps it).
         self._pipeline: deque[asyncio.Task[None]] | None = None
         # (requests left, when last counted): a token bucket made on the first request.
         self._allowance: tuple[float, float] | None = None
-        wire.on_writable(self._schedule_flush)
-
-    # -- the Member side: frames from rooms ---------------------------------------------
-
-    def deliver(self, frame: bytes) -> None:
-        if self._closing is not None:
-            return
-        self._outbox.append(frame)
-        self._queued += len(frame)
-        if self._queued + self._wire.buffered > self._limits.max_queued_bytes:
-            self.overflow()
-            return
-        self._schedule_flush()
-
-    def deliver_batch(self, batch: Batch) -> None:
-        if self._closing is not None:
-            return
-        wire = self._wire
-        if not self._outbox:
-            framed = batch.framed
-            if framed is None:
-                framed = batch.framed = text_frame(batch.payload)
-            buffered = wire.offer(framed)
-            if buffered > self._limits.max_queued_bytes:
-                self.overflow()
-            if buffered >= 0:
-                return
-        # Behind other output, or the socket is backed up: queue, in order.
-        self._outbox.extend(batch.frames)
-        self._queued += batch.size
-        if self._queued + wire.buffered > self._limits.max_queued_bytes:
-            self.overflow()
-            return
-        self._schedule_flush()
-
-    def overflow(self) -> None:
-        self.close(CloseCode.TOO_SLOW, "too slow: the outgoing queue overflowed")
-
-    async def drained(self) -> None:
-        while self._closing is None and not self._caught_up:
-            self._drained = self._drained or asyncio.Event()
-            self._drained.clear()
-            await self._drained.wait()
 
     @property
-    def _caught_up(self) -> bool:
-        # The socket's own flow control says when its buffer is low again
-        # (resume_writing); between its marks there is no signal to wait for.
-        return self._queued <= self._limits.max_queued_bytes // 4 and self._wire.writable
+    def state(self) -> ConnectionState:
+        return self.outbox.state
 
     def close(self, code: int, reason: str) -> None:
-        """Close the connection now; frames still queued are dropped."""
-        if self._closing is not None:
-            return
-        self._closing = (code, reason)
-        self._outbox.clear()
-        self._queued = 0
-        if self._drained is not None:
-            self._drained.set()
-        # The close frame goes after what the socket already holds; a peer that
-        # never reads it is cut off after a timeout. The reader then sees the end.
-        self._wire.abort(code, reason)
-
-    def _schedule_flush(self) -> None:
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
-    def _flush(self) -> None:
-        """Write the outbox as few frames, if the socket takes them."""
-        self._flush_scheduled = False
-        if self._closing is not None:
-            return
-        wire = self._wire
-        # A backed-up socket calls _schedule_flush again when it drains.
-        if self._outbox and wire.writable:
-            outbox, self._outbox = self._outbox, []
-            self._queued = 0
-            max_frame = self._limits.max_frame_bytes
-            start, size = 0, 0
-            for index, frame in enumerate(outbox):
-                if size and size + len(frame) > max_frame:
-                    wire.write(text_frame(b"\n".join(outbox[start:index])))
-                    start, size = index, 0
-                size += len(frame) + 1
-            wire.write(text_frame(b"\n".join(outbox[start:])))
-            if wire.buffered > self._limits.max_queued_bytes:
-                self.overflow()
-                return
-        if self._drained is not None and self._caught_up:
-            self._drained.set()
+        """Close the connection now; frames still waiting are dropped."""
+        self.outbox.close(code, reason)
 
     # -- running -------------------------------------------------------------------------
 
@@ -261,13 +158,13 @@ class Connection:
                 await asyncio.wait(self._pipeline, timeout=_PIPELINE_DRAIN_TIMEOUT)
                 for task in self._pipeline:
                     task.cancel()
-            self._closing = self._closing or (CloseCode.NORMAL, "")
-            self._wire.on_writable(None)
+            self.outbox.finish()
             await self._leave_all()
 
     async def _read(self) -> None:
         receive = self._ws.receive
-        while self._closing is None:
+        outbox = self.outbox
+        while outbox.state is ConnectionState.OPEN:
             log_requests = ACCESS.isEnabledFor(logging.INFO)
             message = await receive()
             kind = message["type"]
@@ -280,7 +177,7 @@ class Connection:
                 self._fail(None, refusal)
                 continue
             for request in decode_requests(data):
-                if self._closing is not None:
+                if outbox.state is not ConnectionState.OPEN:
                     return
                 if log_requests:
                     self._log(request)
@@ -363,7 +260,7 @@ class Connection:
             log.exception("publish failed")
             self._fail(request_id, Unavailable("internal error; try again"))
         else:
-            self.deliver(
+            self.outbox.deliver(
                 encode(
                     Ack(
                         id=request_id,
@@ -392,7 +289,7 @@ class Connection:
             self._fail(request.id, Unavailable("internal error; try again"))
         else:
             if reply is not None:
-                self.deliver(reply)
+                self.outbox.deliver(reply)
 
     async def _answer(self, request: Request) -> bytes | None:
         rooms = self._rooms
@@ -400,9 +297,8 @@ class Connection:
             case Subscribe(room=room, since=since, epoch=epoch, id=request_id):
                 if room in self._subscribed:
                     # Resubscribing (e.g. with `since`): the user stays present throughout.
-                    await rooms.feeds.discard(room, self)
-                    await rooms.subscribe(
-                        self, room, None, since=since, epoch=epoch, request_id=request_id
+                    await rooms.resubscribe(
+                        self.outbox, room, since=since, epoch=epoch, request_id=request_id
                     )
                     return None
                 if len(self._subscribed) >= self._limits.max_subscriptions:
@@ -410,14 +306,14 @@ class Connection:
                         f"at most {self._limits.max_subscriptions} rooms per connection"
                     )
                 await rooms.subscribe(
-                    self, room, self.user, since=since, epoch=epoch, request_id=request_id
+                    self.outbox, room, self.user, since=since, epoch=epoch, request_id=request_id
                 )
                 self._subscribed.add(room)
                 return None
             case Unsubscribe(room=room, id=request_id):
                 if room in self._subscribed:
                     self._subscribed.discard(room)
-                    await rooms.unsubscribe(self, room, self.user)
+                    await rooms.unsubscribe(self.outbox, room, self.user)
                 return encode(Unsubscribed(id=request_id, room=room))
             case History(room=room, before=before, limit=limit, id=request_id):
                 frames = await rooms.history(room, before=before, limit=limit)
@@ -433,7 +329,7 @@ class Connection:
         raise AssertionError(f"unhandled request {request!r}")  # pragma: no cover
 
     def _fail(self, request_id: int | str | None, error: StreamchatError) -> None:
-        self.deliver(error_frame(request_id, error))
+        self.outbox.deliver(error_frame(request_id, error))
         if isinstance(error, Unavailable):
             # The server's own failure: never held against the client.
             return
@@ -451,6 +347,6 @@ class Connection:
         rooms, self._subscribed = self._subscribed, set()
         for room in rooms:
             try:
-                await self._rooms.unsubscribe(self, room, self.user)
+                await self._rooms.unsubscribe(self.outbox, room, self.user)
             except Exception:
                 log.exception("leaving room %s failed", room)

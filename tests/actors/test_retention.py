@@ -99,5 +99,5 @@ async def test_history_pruned_during_a_replay_is_reported(server_factory: Server
             assert frames[position + 1]["seq"] == 201
             assert msgspec.convert(error, ErrorFrame).reason.startswith("messages 101 to 200")
         finally:
-            await rooms.feeds.discard(ROOM, member)
+            await rooms.unsubscribe(member, ROOM, None)
         assert (await pubsub.last(channel_of(ROOM)))[1] == 250

@@ -157,8 +157,8 @@ async def test_a_live_server_answers_every_frame(
     assert [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info] == []
     services = fuzz_server.services
     for _ in range(100):
-        if len(services.connections) == 0 and services.rooms.feeds.members == 0:
+        if len(services.connections) == 0 and services.rooms.subscriptions == 0:
             break
         await asyncio.sleep(0.05)
     assert len(services.connections) == 0
-    assert services.rooms.feeds.members == 0
+    assert services.rooms.subscriptions == 0
