@@ -8,7 +8,7 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
 from types import TracebackType
 from typing import Any
 
@@ -18,6 +18,7 @@ from ._health import Health, LinkState
 from ._message import Message
 from ._positions import PositionReader
 from ._registry import make_broker, make_store
+from ._replay import REPLAY_PAGE, Read, pages
 from ._subscription import Subscription
 from ._wire import Envelope, WireError, decode, encode, reference_size
 from .backends.base import Broker, Store
@@ -26,7 +27,6 @@ __all__ = ["PubSub"]
 
 log = logging.getLogger("streamchat.pubsub")
 
-_FILL_PAGE = 512
 _MAX_CHANNEL_LENGTH = 512
 
 
@@ -306,6 +306,20 @@ class PubSub:
             raise ValueError("limit must be at least 1")
         return await self._store.read(channel, after=after, limit=limit)
 
+    def replay(self, channel: str, *, after: int, until: int) -> AsyncGenerator[list[Message]]:
+        """The stored messages with ``after < seq <= until``, oldest first, a page at a
+        time: what a client that was away missed. Ends early where history was pruned."""
+        _check_channel(channel)
+        return pages(self._reader(channel), after=after, until=until)
+
+    def _reader(self, channel: str) -> Read:
+        store = self._store
+
+        async def read(after: int, limit: int) -> list[Message]:
+            return await store.read(channel, after=after, limit=limit)
+
+        return read
+
     async def find(self, channel: str, dedupe_key: str) -> Message | None:
         """The stored message published with ``dedupe_key`` on ``channel``, while retained."""
         _check_channel(channel)
@@ -421,9 +435,6 @@ class PubSub:
         else:
             recovered, start, replay = False, live, []
 
-        async def fetch(after: int, limit: int) -> list[Message]:
-            return await self._store.read(channel, after=after, limit=limit)
-
         sub = Subscription(
             channel,
             maxsize=size,
@@ -432,7 +443,7 @@ class PubSub:
             recovered=recovered,
             replay=replay,
             catch_up_until=live,
-            fetch=fetch,
+            fetch=self._reader(channel),
         )
         state.subscribers.add(sub)
         return state, sub
@@ -446,7 +457,7 @@ class PubSub:
             return False, []
         if seq == last:
             return True, []
-        page = await self._store.read(channel, after=seq, limit=_FILL_PAGE)
+        page = await self._store.read(channel, after=seq, limit=REPLAY_PAGE)
         if page and page[0].seq == seq + 1 and page[0].epoch == epoch:
             return True, page
         return False, []
@@ -552,27 +563,27 @@ class PubSub:
                 )
                 state.epoch, state.last_seq = epoch, 0
                 state.early.clear()
-            while state.last_seq < upto:
-                page = await self._store.read(
-                    state.name, after=state.last_seq, limit=min(upto - state.last_seq, _FILL_PAGE)
-                )
-                progressed = False
-                for message in page:
-                    if message.epoch != state.epoch or message.seq > upto:
+            stored = pages(self._reader(state.name), after=state.last_seq, until=upto)
+            async with contextlib.aclosing(stored):
+                async for page in stored:
+                    progressed = stale = False
+                    for message in page:
+                        if message.epoch != state.epoch:
+                            stale = True
+                            break
+                        if message.seq <= state.last_seq:
+                            continue  # delivered by the listener while we read
+                        if message.seq != state.last_seq + 1:
+                            log.warning(
+                                "channel %r: seq %d..%d are no longer in the store; skipped",
+                                state.name,
+                                state.last_seq + 1,
+                                message.seq - 1,
+                            )
+                            state.last_seq = message.seq - 1
+                        progressed = state.deliver(message) or progressed
+                    if stale or not progressed:
                         break
-                    if message.seq <= state.last_seq:
-                        continue  # delivered by the listener while we read
-                    if message.seq != state.last_seq + 1:
-                        log.warning(
-                            "channel %r: seq %d..%d are no longer in the store; skipped",
-                            state.name,
-                            state.last_seq + 1,
-                            message.seq - 1,
-                        )
-                        state.last_seq = message.seq - 1
-                    progressed = state.deliver(message) or progressed
-                if not progressed:
-                    break
             if envelope is None or state.last_seq >= upto or state.epoch != envelope.epoch:
                 return
             # Not in the store: trimmed by retention, or a store this process does not share

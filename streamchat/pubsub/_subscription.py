@@ -5,19 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
 
 from ._errors import Lagged
 from ._message import Message
+from ._replay import REPLAY_PAGE, Read
 
 __all__ = ["Subscription"]
 
 log = logging.getLogger("streamchat.pubsub")
-
-# Fetch(after, limit) -> the channel's stored messages with seq > after, oldest first.
-Fetch = Callable[[int, int], Awaitable[list[Message]]]
-
-_REPLAY_PAGE = 256
 
 
 class Subscription:
@@ -55,7 +50,7 @@ class Subscription:
         recovered: bool,
         replay: list[Message],
         catch_up_until: int,
-        fetch: Fetch,
+        fetch: Read,
     ) -> None:
         self.channel = channel
         #: True when ``since`` was honoured fully: same epoch and the history reached back.
@@ -114,7 +109,7 @@ class Subscription:
 
     async def _fetch_replay(self) -> None:
         after, until = self._catch_up_after, self._catch_up_until
-        page = await self._fetch(after, min(_REPLAY_PAGE, until - after))
+        page = await self._fetch(after, min(REPLAY_PAGE, until - after))
         fresh = [m for m in page if m.epoch == self._epoch and after < m.seq <= until]
         if not fresh:
             # The history was trimmed or lost while we replayed it; live messages go on.

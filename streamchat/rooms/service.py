@@ -14,7 +14,7 @@ import re
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
 import msgspec
@@ -51,8 +51,6 @@ __all__ = ["Outgoing", "Posted", "RoomLimits", "RoomService"]
 
 log = logging.getLogger("streamchat.rooms")
 
-# Small enough that a page of the longest messages fits well within an outbox.
-_REPLAY_PAGE = 100
 #: Joins and leaves waiting to be announced; past this, the oldest are dropped.
 _MAX_NOTICES = 10_000
 #: How long a join or leave notice waits for presence to be stored (seconds).
@@ -298,6 +296,7 @@ class RoomService:
         # Parked from the start: after `subscribed` with seq N the member sees
         # exactly N+1, N+2, ... (or the replay first), never a frame before the reply.
         feed = await self._feeds.add(room, member, parked=True)
+        pages: AsyncGenerator[list[Message]] | None = None
         try:
             # What this process has fanned out of the room so far; anything newer
             # reaches the member through the feed, parked until the reply is out.
@@ -312,7 +311,8 @@ class RoomService:
             )
             replay: list[Message] = []
             if valid and start < last:
-                replay = await self._pubsub.read(channel, after=start, limit=_REPLAY_PAGE)
+                pages = self._pubsub.replay(channel, after=start, until=last)
+                replay = await anext(pages, [])
             recovered = valid and (start == last or (bool(replay) and replay[0].seq == start + 1))
             # History was pruned past `since`: say where what is kept begins.
             oldest = replay[0].seq if valid and not recovered and replay else None
@@ -333,17 +333,15 @@ class RoomService:
             announced = start if oldest is not None else None
             while replay:
                 for message in replay:
-                    if message.seq > last:
-                        break
                     if message.seq != delivered + 1 and delivered != announced:
                         member.deliver(_trimmed(request_id, delivered, message.seq))
                     member.deliver(_frame(room, message))
                     delivered = message.seq
-                if delivered >= last or replay[-1].seq >= last:
+                if delivered >= last:
                     break
                 # Let the connection write what it has before reading the next page.
                 await member.drained()
-                replay = await self._pubsub.read(channel, after=delivered, limit=_REPLAY_PAGE)
+                replay = await anext(pages, []) if pages is not None else []
             if valid and delivered < last:
                 # Everything up to `last` went while replaying.
                 member.deliver(_trimmed(request_id, delivered, last + 1))
@@ -352,6 +350,9 @@ class RoomService:
         except BaseException:
             await self._feeds.discard(room, member)
             raise
+        finally:
+            if pages is not None:
+                await pages.aclose()
         if user is not None and self._presence.add(room, user) and self._announces(room, 0):
             self._notify(channel, Join(room, user))
 
