@@ -17,7 +17,8 @@ from streamchat import __version__
 from streamchat.actors import Node, broker_namespace, running_actors
 from streamchat.background import Background
 from streamchat.config import Settings
-from streamchat.http import admin, auth, health, metrics, rooms, streamers, users
+from streamchat.errors import CannotStart
+from streamchat.http import admin, auth, health, metrics, oauth, rooms, streamers, users
 from streamchat.http.access import AccessMiddleware
 from streamchat.http.errors import install_error_handlers
 from streamchat.http.limits import BodyLimitMiddleware
@@ -33,6 +34,7 @@ from streamchat.store.presence import PresenceStore
 from streamchat.store.sessions import SessionStore
 from streamchat.store.streamers import StreamerStore
 from streamchat.store.users import UserStore
+from streamchat.twitch.api import TwitchAPI
 from streamchat.twitch.sample import sample_streamer_rows
 from streamchat.ws import endpoint
 from streamchat.ws.connection import ConnectionLimits
@@ -49,6 +51,8 @@ _GC_THRESHOLDS = (50_000, 20, 20)
 async def _running(settings: Settings) -> AsyncIterator[Services]:
     """Everything the app needs, started in order and stopped in reverse."""
     async with contextlib.AsyncExitStack() as stack:
+        if problems := settings.twitch_problems():
+            raise CannotStart("; ".join(problems))
         db = Database(settings.database_url, statement_timeout=settings.db_statement_timeout)
         stack.push_async_callback(db.close)
         await db.migrate()
@@ -98,6 +102,9 @@ async def _running(settings: Settings) -> AsyncIterator[Services]:
             on_sent=metrics.observe_publish,
         )
         stack.push_async_callback(room_service.close)
+        twitch = twitch_api(settings)
+        if twitch is not None:
+            stack.push_async_callback(twitch.close)
         connections = ConnectionRegistry(
             pubsub, sessions, recheck_interval=settings.session_recheck_seconds
         )
@@ -157,6 +164,7 @@ async def _running(settings: Settings) -> AsyncIterator[Services]:
                 ),
                 allowed_origins=frozenset(o.lower() for o in settings.allowed_origins),
             ),
+            twitch=twitch,
         )
 
 
@@ -199,9 +207,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outermost: every response, errors included, carries the request id.
     app.add_middleware(AccessMiddleware)
     install_error_handlers(app)
-    for module in (health, metrics, auth, users, streamers, rooms, admin):
+    for module in (health, metrics, auth, oauth, users, streamers, rooms, admin):
         app.include_router(module.router)
     return app
+
+
+def twitch_api(settings: Settings) -> TwitchAPI | None:
+    """Twitch's client for this application, if its credentials are set."""
+    if not settings.twitch_client_id or settings.twitch_client_secret is None:
+        return None
+    return TwitchAPI(
+        client_id=settings.twitch_client_id,
+        client_secret=settings.twitch_client_secret.get_secret_value(),
+        id_url=settings.twitch_id_url,
+        api_url=settings.twitch_api_url,
+        timeout=settings.twitch_timeout,
+    )
 
 
 def server_options(settings: Settings) -> dict[str, Any]:

@@ -76,8 +76,8 @@ def _check_server() -> None:
 
 def refuse_unsafe_bind(settings: Settings) -> str | None:
     """Why the server must not start with these settings, or ``None``."""
-    if settings.auth_mode is AuthMode.TWITCH:
-        return "auth mode 'twitch' is not available yet; use STREAMCHAT_AUTH_MODE=dev"
+    if problems := settings.twitch_problems():
+        return "; ".join(problems)
     if (
         settings.auth_mode is AuthMode.DEV
         and not is_loopback(settings.host)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import ipaddress
 from enum import StrEnum
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["AuthMode", "Settings", "is_loopback"]
@@ -117,8 +118,9 @@ class Settings(BaseSettings):
     run_singletons: bool = True
     """Run the singleton actors (stream watcher, retention) in this server; ``serve --no-workers``
     leaves them to ``streamchat worker`` processes."""
-    watch_source: Literal["sample"] = "sample"
-    """Where live stream status comes from: ``sample`` is the bundled, made-up schedule."""
+    watch_source: Literal["sample", "helix"] | None = None
+    """Where live stream status comes from: ``sample`` is the bundled, made-up schedule,
+    ``helix`` Twitch's API; by default ``helix`` in the ``twitch`` auth mode, else ``sample``."""
     watch_interval: float = Field(default=10.0, gt=0)
     """Seconds between two refreshes of every streamer's live status."""
     watch_speed: float = Field(default=1.0, gt=0, le=1_000_000)
@@ -136,6 +138,47 @@ class Settings(BaseSettings):
     actor_lease_seconds: float = Field(default=10.0, ge=1, le=300)
     """A singleton actor's process must renew its lease within this many seconds, or another
     process takes the actor over."""
+
+    # -- Twitch (the ``twitch`` auth mode) --
+    twitch_client_id: str | None = None
+    """The client id of the Twitch application (dev.twitch.tv/console/apps)."""
+    twitch_client_secret: SecretStr | None = None
+    """The client secret of the Twitch application."""
+    public_url: str | None = None
+    """The server's external base URL, e.g. ``https://chat.example.com``; Twitch sends logins
+    back to ``{public_url}/auth/twitch/callback``, and EventSub to ``/api/twitch/eventsub``."""
+    twitch_id_url: str = "https://id.twitch.tv"
+    """Twitch's OAuth server; point it at a local fake for development and tests."""
+    twitch_api_url: str = "https://api.twitch.tv"
+    """Twitch's Helix API; point it at a local fake for development and tests."""
+    twitch_eventsub_secret: SecretStr | None = None
+    """The secret (10 to 100 characters) EventSub signs webhooks with; with an https public URL,
+    live changes then arrive by EventSub as well as by polling."""
+    twitch_timeout: float = Field(default=10.0, gt=0, le=120)
+    """Seconds any one call to Twitch may take."""
+
+    @field_validator("public_url", "twitch_id_url", "twitch_api_url")
+    @classmethod
+    def _base_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        url = (value or "").strip().rstrip("/")
+        if not url and info.field_name == "public_url":
+            return None  # unset
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        if parts.query or parts.fragment:
+            raise ValueError("must not have a query or fragment")
+        return url
+
+    @field_validator("twitch_eventsub_secret")
+    @classmethod
+    def _eventsub_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        secret = value.get_secret_value()
+        if not 10 <= len(secret) <= 100 or not secret.isascii():
+            raise ValueError("must be 10 to 100 ASCII characters (Twitch's rule)")
+        return value
 
     @field_validator("admin_token")
     @classmethod
@@ -174,6 +217,34 @@ class Settings(BaseSettings):
     @property
     def chat_store_url(self) -> str:
         return self.store_url or self.database_url
+
+    @property
+    def stream_source(self) -> Literal["sample", "helix"]:
+        if self.watch_source is not None:
+            return self.watch_source
+        return "helix" if self.auth_mode is AuthMode.TWITCH else "sample"
+
+    def twitch_problems(self) -> list[str]:
+        """What the ``twitch`` auth mode (or the ``helix`` stream source) lacks; empty when
+        nothing does, or when neither is used."""
+        if self.auth_mode is not AuthMode.TWITCH and self.stream_source != "helix":
+            return []
+        needed = {
+            "twitch_client_id": self.twitch_client_id,
+            "twitch_client_secret": self.twitch_client_secret,
+        }
+        if self.auth_mode is AuthMode.TWITCH:
+            needed["public_url"] = self.public_url
+        why = (
+            "STREAMCHAT_AUTH_MODE=twitch"
+            if self.auth_mode is AuthMode.TWITCH
+            else ("STREAMCHAT_WATCH_SOURCE=helix")
+        )
+        return [
+            f"STREAMCHAT_{name.upper()} is required with {why}"
+            for name, value in needed.items()
+            if not value
+        ]
 
 
 def is_loopback(host: str) -> bool:

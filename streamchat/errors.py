@@ -12,10 +12,15 @@ WebSocket layer sends the same code in an ``error`` frame::
     │   ├── InvalidText             invalid_text
     │   └── InvalidCommand          invalid_command
     ├── NotAuthenticated            not_authenticated      401
+    │   └── LoginFailed             login_failed
+    │       ├── LoginDenied         login_denied
+    │       └── LoginExpired        login_expired
     ├── Forbidden                   forbidden              403
     │   ├── CrossSiteRequest        cross_site_request
     │   ├── DevLoginDisabled        dev_login_disabled
-    │   └── AdminDisabled           admin_disabled
+    │   ├── TwitchLoginDisabled     twitch_login_disabled
+    │   ├── AdminDisabled           admin_disabled
+    │   └── InvalidSignature        invalid_signature
     ├── NotFound                    not_found              404
     │   ├── UserNotFound            user_not_found
     │   ├── StreamerNotFound        streamer_not_found
@@ -33,7 +38,9 @@ WebSocket layer sends the same code in an ``error`` frame::
     ├── Unavailable                 unavailable            503
     │   ├── MailboxFull             mailbox_full
     │   ├── ActorUnavailable        actor_unavailable
-    │   └── ActorCrashed            actor_crashed
+    │   ├── ActorCrashed            actor_crashed
+    │   └── TwitchUnavailable       twitch_unavailable
+    ├── TwitchRefused               twitch_refused         502
     └── ActorTimeout                actor_timeout          504
 
 A process that cannot start raises :class:`CannotStart` (not a client's
@@ -61,7 +68,11 @@ __all__ = [
     "InvalidCommand",
     "InvalidFrame",
     "InvalidInput",
+    "InvalidSignature",
     "InvalidText",
+    "LoginDenied",
+    "LoginExpired",
+    "LoginFailed",
     "LoginTaken",
     "MailboxFull",
     "MalformedFrame",
@@ -75,6 +86,9 @@ __all__ = [
     "TooManyConnections",
     "TooManyRequests",
     "TooManySubscriptions",
+    "TwitchLoginDisabled",
+    "TwitchRefused",
+    "TwitchUnavailable",
     "Unavailable",
     "UnknownActor",
     "UnknownRoom",
@@ -132,6 +146,25 @@ class NotAuthenticated(StreamchatError):
     status = 401
 
 
+class LoginFailed(NotAuthenticated):
+    """Logging in with Twitch did not work out; no session was started."""
+
+    code = "login_failed"
+
+
+class LoginDenied(LoginFailed):
+    """The viewer declined on Twitch's consent page."""
+
+    code = "login_denied"
+
+
+class LoginExpired(LoginFailed):
+    """The login's state is missing, wrong or too old, or Twitch refused its code (used
+    or expired): start again."""
+
+    code = "login_expired"
+
+
 class Forbidden(StreamchatError):
     code = "forbidden"
     status = 403
@@ -151,6 +184,18 @@ class AdminDisabled(Forbidden):
     """An admin request while ``STREAMCHAT_ADMIN_TOKEN`` is unset."""
 
     code = "admin_disabled"
+
+
+class TwitchLoginDisabled(Forbidden):
+    """Logging in with Twitch needs the ``twitch`` auth mode."""
+
+    code = "twitch_login_disabled"
+
+
+class InvalidSignature(Forbidden):
+    """An EventSub webhook whose signature or timestamp does not hold."""
+
+    code = "invalid_signature"
 
 
 class NotFound(StreamchatError):
@@ -219,6 +264,26 @@ class ActorCrashed(Unavailable):
     """The actor crashed while handling the command; it is being restarted."""
 
     code = "actor_crashed"
+
+
+class TwitchUnavailable(Unavailable):
+    """Twitch did not answer in time, answered with a server error, or kept rate-limiting."""
+
+    code = "twitch_unavailable"
+
+
+class TwitchRefused(StreamchatError):
+    """Twitch refused a request of ours (a 4xx other than 401 and 429); ``details`` holds
+    Twitch's own status."""
+
+    code = "twitch_refused"
+    status = 502
+
+    def __init__(self, twitch_status: int, message: str) -> None:
+        super().__init__(
+            f"Twitch answered {twitch_status}: {message}", details={"twitch_status": twitch_status}
+        )
+        self.twitch_status = twitch_status
 
 
 class ActorTimeout(StreamchatError):

@@ -13,6 +13,7 @@ from streamchat.store.database import Database
 from streamchat.store.sessions import SessionStore
 from streamchat.store.streamers import StreamerStore
 from streamchat.store.users import UserStore
+from streamchat.twitch.api import TwitchAPI
 from streamchat.ws.endpoint import Gateway
 from streamchat.ws.registry import ConnectionRegistry
 
@@ -35,3 +36,5 @@ class Services:
     metrics: Metrics
     #: What the WebSocket endpoint uses of these, with its limits and trusted origins.
     gateway: Gateway
+    #: Twitch's OAuth and Helix, when the application's credentials are set.
+    twitch: TwitchAPI | None = None

@@ -58,7 +58,18 @@ def test_bind_policy() -> None:
     assert refuse_unsafe_bind(Settings(host="::1")) is None
     assert refuse_unsafe_bind(Settings(host="0.0.0.0")) is not None
     assert refuse_unsafe_bind(Settings(host="0.0.0.0", allow_dev_auth_remote=True)) is None
-    assert refuse_unsafe_bind(Settings(auth_mode=AuthMode.TWITCH)) is not None
+    # The twitch mode needs its application's credentials and the public URL, by name.
+    refused = refuse_unsafe_bind(Settings(auth_mode=AuthMode.TWITCH))
+    assert refused is not None
+    for name in ("TWITCH_CLIENT_ID", "TWITCH_CLIENT_SECRET", "PUBLIC_URL"):
+        assert f"STREAMCHAT_{name} is required" in refused
+    twitch = Settings(
+        auth_mode=AuthMode.TWITCH,
+        twitch_client_id="app",
+        twitch_client_secret="secret",
+        public_url="https://chat.example.com",
+    )
+    assert refuse_unsafe_bind(twitch) is None
 
 
 def test_migrate_and_seed(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ on every process).
 from __future__ import annotations
 
 from streamchat.actions.broadcasts import announce, broadcast
-from streamchat.actions.sessions import log_in, log_out
+from streamchat.actions.sessions import log_in, log_in_with_twitch, log_out
 from streamchat.actions.users import clear_favorite, register, set_favorite
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "broadcast",
     "clear_favorite",
     "log_in",
+    "log_in_with_twitch",
     "log_out",
     "register",
     "set_favorite",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response, status
 
 from streamchat import actions
-from streamchat.config import AuthMode
+from streamchat.config import AuthMode, Settings
 from streamchat.cookies import SESSION_COOKIE
 from streamchat.errors import (
     CrossSiteRequest,
@@ -22,7 +22,7 @@ from streamchat.http.schemas import LoginIn, UserOut
 from streamchat.http.throttle import client_address
 from streamchat.http.users import user_out
 
-__all__ = ["router"]
+__all__ = ["router", "set_session_cookie"]
 
 router = APIRouter(prefix="/api", tags=["auth"], responses=error_responses(Unavailable))
 
@@ -49,9 +49,17 @@ async def login(
     """Log in by Twitch ID (``dev`` auth mode only) and receive the session cookie."""
     settings = services.settings
     if settings.auth_mode is not AuthMode.DEV:
-        raise DevLoginDisabled("logging in by ID is only possible in dev auth mode")
+        raise DevLoginDisabled(
+            "logging in by ID is only possible in dev auth mode; log in with Twitch at "
+            "/auth/twitch/login"
+        )
     throttles.login(client_address(request), body.twitch_id)
     user, token = await actions.log_in(services, body.twitch_id)
+    set_session_cookie(response, settings, token)
+    return await user_out(services, user)
+
+
+def set_session_cookie(response: Response, settings: Settings, token: str) -> None:
     response.set_cookie(
         SESSION_COOKIE,
         token,
@@ -61,7 +69,6 @@ async def login(
         samesite="lax",
         secure=settings.cookie_secure,
     )
-    return await user_out(services, user)
 
 
 @router.post(

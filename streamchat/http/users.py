@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request, Response, status
 
 from streamchat import actions
+from streamchat.config import AuthMode
 from streamchat.errors import (
     CrossSiteRequest,
     InvalidInput,
@@ -12,9 +15,13 @@ from streamchat.errors import (
     NotAuthenticated,
     PayloadTooLarge,
     StreamerNotFound,
+    TwitchRefused,
+    TwitchUnavailable,
     Unavailable,
+    UserNotFound,
 )
-from streamchat.http.deps import CurrentUser, ServicesDep
+from streamchat.http.admin import ADMIN_ERRORS, require_admin
+from streamchat.http.deps import CurrentUser, ServicesDep, ThrottlesDep
 from streamchat.http.errors import error_responses
 from streamchat.http.schemas import FavoriteIn, RegisterIn, UserOut
 from streamchat.services import Services
@@ -38,11 +45,30 @@ async def user_out(services: Services, user: User) -> UserOut:
     status_code=status.HTTP_201_CREATED,
     responses={
         200: {"model": UserOut, "description": "The ID was known: the user, unchanged."},
-        **error_responses(CrossSiteRequest, LoginTaken, PayloadTooLarge, InvalidInput),
+        **error_responses(
+            CrossSiteRequest,
+            LoginTaken,
+            PayloadTooLarge,
+            InvalidInput,
+            UserNotFound,
+            TwitchUnavailable,
+            TwitchRefused,
+            *ADMIN_ERRORS,
+        ),
     },
 )
-async def register(body: RegisterIn, services: ServicesDep, response: Response) -> UserOut:
-    """Register a viewer by Twitch ID; idempotent."""
+async def register(
+    body: RegisterIn,
+    request: Request,
+    services: ServicesDep,
+    throttles: ThrottlesDep,
+    response: Response,
+    authorization: Annotated[str | None, Header()] = None,
+) -> UserOut:
+    """Register a viewer by Twitch ID; idempotent. In the ``twitch`` auth mode, for operators
+    only (``Authorization: Bearer <admin token>``), and only IDs that Twitch knows."""
+    if services.settings.auth_mode is AuthMode.TWITCH:
+        await require_admin(request, services, throttles, authorization)
     user, created = await actions.register(
         services, body.twitch_id, login=body.login, display_name=body.display_name
     )

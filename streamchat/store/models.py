@@ -27,6 +27,7 @@ __all__ = [
     "Base",
     "ClusterNode",
     "Deployment",
+    "EventSubMessage",
     "RoomPresence",
     "Session",
     "Streamer",
@@ -101,6 +102,8 @@ class User(Base):
     #: Lower-case, unique when set, like Twitch's own logins.
     login: Mapped[str | None] = mapped_column(String(25), unique=True, nullable=True)
     display_name: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    #: From Twitch, for users who logged in with it.
+    profile_image_url: Mapped[str | None] = mapped_column(String(500), nullable=True)
     favorite_streamer_id: Mapped[str | None] = mapped_column(
         ForeignKey("streamers.id", ondelete="SET NULL"), nullable=True
     )
@@ -181,3 +184,13 @@ class Deployment(Base):
 #: The chat history: the pub/sub store's tables, created by the migrations here (the
 #: store is told not to create them).
 PUBSUB_CHANNELS, PUBSUB_MESSAGES = define_tables(Base.metadata)
+
+
+class EventSubMessage(Base):
+    """An EventSub message id already handled: a replay of it is not handled again."""
+
+    __tablename__ = "eventsub_messages"
+
+    message_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    #: Twitch refuses to resend after 10 minutes; rows older than that are pruned.
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

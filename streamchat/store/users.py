@@ -42,6 +42,35 @@ class UserStore:
             raise LoginTaken(f"login {login!r} belongs to another user")
         return user, created
 
+    async def sign_in(
+        self, twitch_id: str, *, login: str, display_name: str, profile_image_url: str | None
+    ) -> User:
+        """Register a user Twitch vouched for, or bring their names and image up to date.
+
+        Twitch is the truth about logins: one that moved to this user (renamed
+        accounts free theirs) is taken from whoever held it before.
+        """
+        dialect = postgresql if not self._db.is_sqlite else sqlite
+        login = login.lower()
+        values = {
+            "login": login,
+            "display_name": display_name or login,
+            "profile_image_url": profile_image_url or None,
+        }
+        async with self._db.session() as session:
+            await session.execute(
+                update(User)
+                .where(User.login == login, User.twitch_id != twitch_id)
+                .values(login=None)
+            )
+            insert = dialect.insert(User).values(twitch_id=twitch_id, created_at=utcnow(), **values)
+            await session.execute(
+                insert.on_conflict_do_update(index_elements=[User.twitch_id], set_=values)
+            )
+            user = await session.get(User, twitch_id, populate_existing=True)
+        assert user is not None
+        return user
+
     async def get(self, twitch_id: str) -> User | None:
         async with self._db.session() as session:
             return await session.get(User, twitch_id)

@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import httpx
 from fastapi import FastAPI
+from pydantic import SecretStr
 from sqlalchemy import select, update
 
 from streamchat.config import AuthMode
@@ -160,8 +161,13 @@ async def test_only_a_hash_of_the_token_is_stored(app: FastAPI, client: httpx.As
 
 
 async def test_dev_login_is_refused_outside_dev_mode(app_factory: AppFactory) -> None:
-    async with app_factory(auth_mode=AuthMode.TWITCH) as app, client_for(app) as client:
-        await client.post("/api/users", json={"twitch_id": "1004"})
+    twitch = {
+        "auth_mode": AuthMode.TWITCH,
+        "twitch_client_id": "app",
+        "twitch_client_secret": SecretStr("secret"),
+        "public_url": "https://chat.example.com",
+    }
+    async with app_factory(**twitch) as app, client_for(app) as client:
         response = await client.post("/api/login", json={"twitch_id": "1004"})
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "dev_login_disabled"
