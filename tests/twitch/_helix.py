@@ -134,7 +134,7 @@ def get_streams(state: TwitchState, token: Token, request: Request) -> Response:
     if filters["language"]:
         streams = [s for s in streams if s.language in filters["language"]]
 
-    start = 0
+    start, end = 0, min(first, len(streams))
     after, before = request.param("after"), request.param("before")
     if after or before:
         page = _decode_cursor(after or before or "")
@@ -142,8 +142,13 @@ def get_streams(state: TwitchState, token: Token, request: Request) -> Response:
             return error(
                 400, "The cursor specified in the after or before query parameter is not valid."
             )
-        start = page[1] if after else max(0, page[0] - first)
-    end = min(start + first, len(streams))
+        # A cursor marks the page it came with: after it is the next page, before it the
+        # previous one.
+        if after:
+            start, end = page[1], min(page[1] + first, len(streams))
+        else:
+            end = min(page[0], len(streams))
+            start = max(0, end - first)
     data = [s.as_json() for s in streams[start:end]]
     pagination = {"cursor": _encode_cursor(start, end)} if end < len(streams) else {}
     return json_response(200, {"data": data, "pagination": pagination})

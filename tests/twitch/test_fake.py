@@ -11,6 +11,7 @@ import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from unittest.mock import ANY
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -198,9 +199,13 @@ async def test_a_wrong_client_secret_is_forbidden(
     assert response.json() == {"status": 403, "message": "invalid client secret"}
 
 
-async def test_consent_denied_and_unregistered_redirects_come_back_as_errors(
+async def test_no_code_without_a_signed_in_user_who_consents_on_a_registered_url(
     twitch: FakeTwitch, http: httpx.AsyncClient, streamer: TwitchUser
 ) -> None:
+    login_page = await authorize(http, twitch)
+    assert login_page.status_code == 200
+    assert login_page.headers["Content-Type"].startswith("text/html")
+
     twitch.log_in_as(streamer.id)
     twitch.deny_consent()
     back_to, query = redirect_query(await authorize(http, twitch, state="xyz"))
@@ -353,26 +358,41 @@ async def test_users_are_looked_up_at_most_100_at_a_time(
 async def test_streams_lists_only_live_ones_a_page_at_a_time(
     twitch: FakeTwitch, http: httpx.AsyncClient, streamer: TwitchUser
 ) -> None:
-    other = twitch.add_user("LunaTidesTV")
-    quiet = twitch.add_user("GrimGrindset")
+    luna = twitch.add_user("LunaTidesTV")
+    grim = twitch.add_user("GrimGrindset")
+    quiet = twitch.add_user("QuietOne")
     twitch.set_live(streamer.id, title="Any% glitchless", game_name="Celeste", viewer_count=50)
-    twitch.set_live(other.id, title="Cozy farming", viewer_count=900)
+    twitch.set_live(luna.id, title="Cozy farming", viewer_count=900)
+    twitch.set_live(grim.id, viewer_count=10)
     twitch.set_live(quiet.id)
     twitch.set_offline(quiet.id)
     headers = helix_headers(twitch, await app_token(http, twitch))
     url = f"{twitch.api_url}/helix/streams"
-    ids = {"user_id": [streamer.id, other.id, quiet.id]}
+    ids = {"user_id": [streamer.id, luna.id, grim.id, quiet.id], "first": "1"}
 
-    first = await http.get(url, params={**ids, "first": "1"}, headers=headers)
-    [top] = first.json()["data"]
-    assert top["user_login"] == "lunatidestv"
-    assert top["type"] == "live"
-    cursor = first.json()["pagination"]["cursor"]
-    second = await http.get(url, params={**ids, "first": "1", "after": cursor}, headers=headers)
-    [next_one] = second.json()["data"]
-    assert next_one["title"] == "Any% glitchless"
-    assert next_one["game_name"] == "Celeste"
-    assert second.json()["pagination"] == {}
+    async def page(**cursor: str) -> tuple[list[str], dict[str, str]]:
+        response = await http.get(url, params={**ids, **cursor}, headers=headers)
+        assert response.status_code == 200
+        body = response.json()
+        return [s["user_login"] for s in body["data"]], body["pagination"]
+
+    top, first = await page()
+    assert top == ["lunatidestv"]
+    second, middle = await page(after=first["cursor"])
+    assert second == ["pixelpaladin"]
+    assert await page(before=middle["cursor"]) == (["lunatidestv"], {"cursor": ANY})
+    last, end = await page(after=middle["cursor"])
+    assert (last, end) == (["grimgrindset"], {})
+
+    [stream] = (await http.get(url, params={"user_id": streamer.id}, headers=headers)).json()[
+        "data"
+    ]
+    assert stream["type"] == "live"
+    assert (stream["title"], stream["game_name"], stream["viewer_count"]) == (
+        "Any% glitchless",
+        "Celeste",
+        50,
+    )
 
     too_many = await http.get(
         url, params={"user_id": [str(n) for n in range(101)]}, headers=headers
