@@ -18,7 +18,17 @@ from streamchat.actors import Node, broker_namespace, running_actors
 from streamchat.background import Background
 from streamchat.config import Settings
 from streamchat.errors import CannotStart
-from streamchat.http import admin, auth, health, metrics, oauth, rooms, streamers, users
+from streamchat.http import (
+    admin,
+    auth,
+    eventsub,
+    health,
+    metrics,
+    oauth,
+    rooms,
+    streamers,
+    users,
+)
 from streamchat.http.access import AccessMiddleware
 from streamchat.http.errors import install_error_handlers
 from streamchat.http.limits import BodyLimitMiddleware
@@ -102,7 +112,7 @@ async def _running(settings: Settings) -> AsyncIterator[Services]:
             on_sent=metrics.observe_publish,
         )
         stack.push_async_callback(room_service.close)
-        twitch = twitch_api(settings)
+        twitch = TwitchAPI.from_settings(settings)
         if twitch is not None:
             stack.push_async_callback(twitch.close)
         connections = ConnectionRegistry(
@@ -207,22 +217,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outermost: every response, errors included, carries the request id.
     app.add_middleware(AccessMiddleware)
     install_error_handlers(app)
-    for module in (health, metrics, auth, oauth, users, streamers, rooms, admin):
+    for module in (health, metrics, auth, oauth, users, streamers, rooms, admin, eventsub):
         app.include_router(module.router)
     return app
-
-
-def twitch_api(settings: Settings) -> TwitchAPI | None:
-    """Twitch's client for this application, if its credentials are set."""
-    if not settings.twitch_client_id or settings.twitch_client_secret is None:
-        return None
-    return TwitchAPI(
-        client_id=settings.twitch_client_id,
-        client_secret=settings.twitch_client_secret.get_secret_value(),
-        id_url=settings.twitch_id_url,
-        api_url=settings.twitch_api_url,
-        timeout=settings.twitch_timeout,
-    )
 
 
 def server_options(settings: Settings) -> dict[str, Any]:

@@ -18,7 +18,7 @@ WebSocket layer sends the same code in an ``error`` frame::
     ├── Forbidden                   forbidden              403
     │   ├── CrossSiteRequest        cross_site_request
     │   ├── DevLoginDisabled        dev_login_disabled
-    │   ├── TwitchLoginDisabled     twitch_login_disabled
+    │   ├── TwitchDisabled          twitch_disabled
     │   ├── AdminDisabled           admin_disabled
     │   └── InvalidSignature        invalid_signature
     ├── NotFound                    not_found              404
@@ -86,7 +86,7 @@ __all__ = [
     "TooManyConnections",
     "TooManyRequests",
     "TooManySubscriptions",
-    "TwitchLoginDisabled",
+    "TwitchDisabled",
     "TwitchRefused",
     "TwitchUnavailable",
     "Unavailable",
@@ -186,10 +186,11 @@ class AdminDisabled(Forbidden):
     code = "admin_disabled"
 
 
-class TwitchLoginDisabled(Forbidden):
-    """Logging in with Twitch needs the ``twitch`` auth mode."""
+class TwitchDisabled(Forbidden):
+    """What was asked needs Twitch, which this server is not set up for (the ``twitch``
+    auth mode, or the application's credentials)."""
 
-    code = "twitch_login_disabled"
+    code = "twitch_disabled"
 
 
 class InvalidSignature(Forbidden):

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from streamchat.actions.broadcasts import announce, broadcast
 from streamchat.actions.sessions import log_in, log_in_with_twitch, log_out
+from streamchat.actions.streamers import add_streamer, remove_streamer
 from streamchat.actions.users import clear_favorite, register, set_favorite
 
 __all__ = [
+    "add_streamer",
     "announce",
     "broadcast",
     "clear_favorite",
@@ -21,5 +23,6 @@ __all__ = [
     "log_in_with_twitch",
     "log_out",
     "register",
+    "remove_streamer",
     "set_favorite",
 ]

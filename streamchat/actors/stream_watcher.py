@@ -5,19 +5,23 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from streamchat.actors.runtime import Actor, Command
 from streamchat.pubsub import PubSubError
 from streamchat.rooms.events import RoomEvents
 from streamchat.store.models import Streamer
 from streamchat.store.streamers import STREAM_FIELDS, StreamerStore
+from streamchat.twitch.eventsub import EventSubSubscriber
 from streamchat.twitch.helix import HelixStream
 from streamchat.twitch.source import StreamerInfo, StreamSource
 
 __all__ = ["Refresh", "StreamChange", "StreamWatcher", "stream_status"]
 
 log = logging.getLogger("streamchat.actors")
+
+#: Every this many refreshes, missing EventSub subscriptions are made again.
+_RESUBSCRIBE_TICKS = 60
 
 ONLINE = "stream.online"
 OFFLINE = "stream.offline"
@@ -26,6 +30,28 @@ UPDATE = "stream.update"
 
 class Refresh(Command, tag="refresh", frozen=True):
     """Refresh every streamer now; the reply lists what changed."""
+
+
+class Subscribe(Command, tag="subscribe", frozen=True):
+    """Make the EventSub subscriptions that are missing now (e.g. for a new streamer)."""
+
+
+class StreamEvent(Command, tag="stream_event", frozen=True):
+    """A change Twitch pushed (EventSub), applied like a refresh's own findings.
+
+    ``kind`` is ``stream.online``, ``stream.offline`` or ``channel.update``. Going
+    through the watcher (one at a time with its refreshes, against the database's
+    state) is what keeps a change that both EventSub and polling see from being
+    announced twice.
+    """
+
+    broadcaster_id: str
+    kind: Literal["stream.online", "stream.offline", "channel.update"]
+    started_at: datetime | None = None
+    title: str | None = None
+    category_id: str | None = None
+    category_name: str | None = None
+    language: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +114,7 @@ class StreamWatcher(Actor):
     """
 
     name: ClassVar[str] = "stream-watcher"
-    commands: ClassVar[tuple[type[Command], ...]] = (Refresh,)
+    commands: ClassVar[tuple[type[Command], ...]] = (Refresh, StreamEvent, Subscribe)
 
     def __init__(
         self,
@@ -97,18 +123,39 @@ class StreamWatcher(Actor):
         events: RoomEvents,
         *,
         interval: float,
+        eventsub: EventSubSubscriber | None = None,
     ) -> None:
         self.interval = interval
         self._streamers = streamers
         self._source = source
         self._events = events
+        self._eventsub = eventsub
+        self._ticks = 0
+
+    async def on_start(self) -> None:
+        await self.subscribe()
 
     async def tick(self) -> None:
+        self._ticks += 1
+        if self._ticks % _RESUBSCRIBE_TICKS == 0:
+            await self.subscribe()
         await self.refresh()
 
+    async def subscribe(self) -> None:
+        """With EventSub, make sure every streamer's subscriptions exist (new streamers,
+        ones Twitch revoked); polling goes on either way."""
+        if self._eventsub is not None:
+            await self._eventsub.ensure(streamer.id for streamer in await self._streamers.all())
+
     async def handle(self, command: Command) -> object:
-        assert isinstance(command, Refresh)
-        changes = await self.refresh()
+        if isinstance(command, Subscribe):
+            await self.subscribe()
+            return {"subscribed": self._eventsub is not None}
+        if isinstance(command, StreamEvent):
+            changes = await self.apply_event(command)
+        else:
+            assert isinstance(command, Refresh)
+            changes = await self.refresh()
         return {
             "changed": [
                 {"login": change.login, "kind": change.kind, **change.info} for change in changes
@@ -121,10 +168,43 @@ class StreamWatcher(Actor):
             [StreamerInfo(s.id, s.login, s.display_name) for s in streamers]
         )
         live = {stream.user_id: stream for stream in streams}
+        return await self._record(
+            [(streamer, stream_status(streamer, live.get(streamer.id))) for streamer in streamers]
+        )
+
+    async def apply_event(self, event: StreamEvent) -> list[StreamChange]:
+        streamer = await self._streamers.get(event.broadcaster_id)
+        if streamer is None:
+            log.info(
+                "stream watcher: %s for %s, not in the catalogue", event.kind, event.broadcaster_id
+            )
+            return []
+        status = stream_status(streamer, None)
+        if event.kind == "stream.online":
+            status.update(
+                live=True,
+                started_at=event.started_at,
+                viewer_count=streamer.viewer_count if streamer.live else 0,
+            )
+        elif event.kind == "channel.update":
+            status.update(
+                live=streamer.live,
+                viewer_count=streamer.viewer_count,
+                started_at=streamer.started_at,
+                title=event.title if event.title is not None else streamer.title,
+                game_id=event.category_id if event.category_id is not None else streamer.game_id,
+                game_name=(
+                    event.category_name if event.category_name is not None else streamer.game_name
+                ),
+                language=event.language or streamer.language,
+            )
+        return await self._record([(streamer, status)])
+
+    async def _record(self, found: list[tuple[Streamer, dict[str, Any]]]) -> list[StreamChange]:
+        """Write what differs from the database, then announce each change in its room."""
         writes: dict[str, dict[str, Any]] = {}
         changes: list[StreamChange] = []
-        for streamer in streamers:
-            status = stream_status(streamer, live.get(streamer.id))
+        for streamer, status in found:
             kind = self._kind(streamer, status)
             if kind is None:
                 continue

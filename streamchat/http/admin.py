@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Request, status
+from fastapi import APIRouter, Depends, Header, Path, Request, Response, status
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from streamchat import actions
@@ -18,17 +18,22 @@ from streamchat.errors import (
     Forbidden,
     InvalidCommand,
     InvalidInput,
+    LoginTaken,
     MailboxFull,
     NotAuthenticated,
     PayloadTooLarge,
+    StreamerNotFound,
     TooManyAttempts,
+    TwitchDisabled,
+    TwitchRefused,
+    TwitchUnavailable,
     Unavailable,
     UnknownActor,
     UnknownRoom,
 )
 from streamchat.http.deps import ServicesDep, ThrottlesDep
 from streamchat.http.errors import error_responses
-from streamchat.http.schemas import NOT_BLANK, RoomName, stripped_printable
+from streamchat.http.schemas import NOT_BLANK, RoomName, StreamerOut, stripped_printable
 from streamchat.http.throttle import client_address
 from streamchat.protocol import MAX_TEXT_LENGTH
 
@@ -125,6 +130,48 @@ async def command_actor(
     """Send a command to an actor, wherever it runs, and return its reply."""
     reply = await services.cluster.command(name, body.command, body.args)
     return {"actor": name, "command": body.command, "reply": reply}
+
+
+#: A Twitch login, as Twitch allows them.
+_LOGIN = r"^[A-Za-z0-9_]{1,25}$"
+
+
+class StreamerIn(BaseModel):
+    login: Annotated[
+        str, StringConstraints(pattern=r"^[A-Za-z0-9_]{1,25}$"), Field(examples=["pixelpaladin"])
+    ]
+
+
+@router.post(
+    "/streamers",
+    status_code=status.HTTP_201_CREATED,
+    response_model=StreamerOut,
+    responses=error_responses(
+        *_WRITE_ERRORS,
+        StreamerNotFound,
+        TwitchUnavailable,
+        TwitchRefused,
+        TwitchDisabled,
+        LoginTaken,
+    ),
+)
+async def add_streamer(body: StreamerIn, services: ServicesDep) -> StreamerOut:
+    """Add a streamer (and their room) to the catalogue, as Helix knows them."""
+    return StreamerOut.of(await actions.add_streamer(services, body.login))
+
+
+@router.delete(
+    "/streamers/{login}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(*_WRITE_ERRORS, StreamerNotFound),
+)
+async def remove_streamer(
+    login: Annotated[str, Path(pattern=_LOGIN, examples=["pixelpaladin"])],
+    services: ServicesDep,
+) -> Response:
+    """Remove a streamer from the catalogue; their room takes no new subscriptions."""
+    await actions.remove_streamer(services, login)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post(

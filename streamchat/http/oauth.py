@@ -24,7 +24,7 @@ from streamchat.errors import (
     LoginFailed,
     StreamchatError,
     TooManyAttempts,
-    TwitchLoginDisabled,
+    TwitchDisabled,
     TwitchRefused,
     TwitchUnavailable,
 )
@@ -56,7 +56,7 @@ _Param = Annotated[str | None, Query(max_length=512)]
     "/login",
     status_code=302,
     response_class=RedirectResponse,
-    responses=error_responses(TwitchLoginDisabled, TwitchUnavailable),
+    responses=error_responses(TwitchDisabled, TwitchUnavailable),
 )
 async def twitch_login(services: ServicesDep) -> Response:
     """Send the browser to Twitch's consent page."""
@@ -89,7 +89,7 @@ async def twitch_login(services: ServicesDep) -> Response:
         LoginExpired,
         TwitchUnavailable,
         TooManyAttempts,
-        TwitchLoginDisabled,
+        TwitchDisabled,
     ),
 )
 async def twitch_callback(
@@ -157,7 +157,7 @@ async def _sign_in(
 def _twitch_mode(services: Services) -> tuple[Settings, TwitchAPI]:
     settings = services.settings
     if settings.auth_mode is not AuthMode.TWITCH or services.twitch is None:
-        raise TwitchLoginDisabled("logging in with Twitch needs STREAMCHAT_AUTH_MODE=twitch")
+        raise TwitchDisabled("logging in with Twitch needs STREAMCHAT_AUTH_MODE=twitch")
     return settings, services.twitch
 
 

@@ -152,6 +152,10 @@ class RoomService:
         self._rooms[room] = streamer_id
         return streamer_id
 
+    def forget(self, room: str) -> None:
+        """Drop what this process remembers of ``room`` (its streamer was removed)."""
+        self._rooms.pop(room, None)
+
     # -- writing ---------------------------------------------------------------------
 
     async def post(

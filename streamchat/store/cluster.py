@@ -18,10 +18,12 @@ from sqlalchemy import ColumnElement, Double, case, cast, delete, func, select, 
 from sqlalchemy.dialects import postgresql, sqlite
 
 from streamchat.store.database import Database
+from streamchat.store.eventsub import EVENTSUB_WINDOW
 from streamchat.store.models import (
     ActorLease,
     ClusterNode,
     Deployment,
+    EventSubMessage,
     RoomPresence,
     Session,
     utcnow,
@@ -181,6 +183,12 @@ class ClusterStore:
                 delete(RoomPresence).where(RoomPresence.expires_at <= now)
             )
             sessions = await session.execute(delete(Session).where(Session.expires_at <= now))
+            # Refused as stale anyway once this old: their ids need not be remembered.
+            await session.execute(
+                delete(EventSubMessage).where(
+                    EventSubMessage.received_at <= now - 2 * EVENTSUB_WINDOW
+                )
+            )
         return Pruned(_count(nodes), _count(presence), _count(sessions))
 
 

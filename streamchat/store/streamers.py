@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from streamchat.store.database import Database
@@ -101,6 +101,12 @@ class StreamerStore:
                 )
                 await session.execute(stmt)
         return sum(len(v) for v in groups.values())
+
+    async def delete(self, login: str) -> bool:
+        """Remove the streamer of ``login``; False if there was none."""
+        async with self._db.session() as session:
+            result = await session.execute(delete(Streamer).where(Streamer.login == login.lower()))
+        return bool(getattr(result, "rowcount", 0))
 
     async def set_streams(self, changes: dict[str, dict[str, Any]]) -> None:
         """Write the stream status (:data:`STREAM_FIELDS`) of these streamers, by ID, at once."""

@@ -22,6 +22,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from streamchat.backoff import Backoff
+from streamchat.config import Settings
 from streamchat.errors import LoginExpired, TwitchRefused, TwitchUnavailable
 from streamchat.twitch.helix import HelixStream, HelixUser
 
@@ -97,6 +98,19 @@ class TwitchAPI:
         self._remaining: int | None = None
         self._reset_at = 0.0
         self._max_wait = timeout
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TwitchAPI | None:
+        """The client of the configured application; ``None`` without its credentials."""
+        if not settings.twitch_client_id or settings.twitch_client_secret is None:
+            return None
+        return cls(
+            client_id=settings.twitch_client_id,
+            client_secret=settings.twitch_client_secret.get_secret_value(),
+            id_url=settings.twitch_id_url,
+            api_url=settings.twitch_api_url,
+            timeout=settings.twitch_timeout,
+        )
 
     async def close(self) -> None:
         await self._http.aclose()

@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from streamchat.twitch.api import TwitchAPI
 from streamchat.twitch.helix import HelixStream
 
-__all__ = ["StreamSource", "StreamerInfo"]
+__all__ = ["HelixSource", "StreamSource", "StreamerInfo"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,3 +34,14 @@ class StreamSource(Protocol):
         list always means "all offline".
         """
         ...
+
+
+class HelixSource:
+    """Live streams from Twitch: ``GET /helix/streams`` for the catalogue, 100 at a time."""
+
+    def __init__(self, api: TwitchAPI) -> None:
+        self._api = api
+
+    async def live_streams(self, streamers: Sequence[StreamerInfo]) -> list[HelixStream]:
+        streams = await self._api.streams([streamer.id for streamer in streamers])
+        return [stream for stream in streams if stream.type == "live"]

@@ -30,6 +30,7 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from pydantic import SecretStr
 from schemathesis.checks import CheckContext, not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -42,6 +43,7 @@ from schemathesis.specs.openapi.checks import (
 from streamchat.app import create_app
 from streamchat.config import Settings
 from streamchat.cookies import SESSION_COOKIE
+from tests.twitch.fake import fake_twitch_server
 from tests.ws.conftest import LiveServer, live_server
 
 EXAMPLES = int(os.environ.get("STREAMCHAT_SCHEMA_EXAMPLES", "20"))
@@ -120,10 +122,22 @@ def serving(settings: Settings) -> Iterator[LiveServer]:
     stop = asyncio.Event()
 
     async def main() -> None:
-        async with live_server(settings) as live:
-            server.append(live)
-            started.set()
-            await stop.wait()
+        # Twitch, for the operations that ask it (adding a streamer): the fake, which knows
+        # one user.
+        async with fake_twitch_server() as twitch:
+            twitch.add_user("pixelpaladin")
+            with_twitch = settings.model_copy(
+                update={
+                    "twitch_client_id": twitch.client_id,
+                    "twitch_client_secret": SecretStr(twitch.client_secret),
+                    "twitch_id_url": twitch.id_url,
+                    "twitch_api_url": twitch.api_url,
+                }
+            )
+            async with live_server(with_twitch) as live:
+                server.append(live)
+                started.set()
+                await stop.wait()
 
     def run() -> None:
         try:
