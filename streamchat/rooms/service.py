@@ -51,6 +51,8 @@ __all__ = ["Outgoing", "Posted", "RoomLimits", "RoomService"]
 
 log = logging.getLogger("streamchat.rooms")
 
+#: Seconds a room's streamer is believed to exist before it is looked up again.
+_ROOM_TTL = 60.0
 #: Joins and leaves waiting to be announced; past this, the oldest are dropped.
 _MAX_NOTICES = 10_000
 #: How long a join or leave notice waits for presence to be stored (seconds).
@@ -133,8 +135,9 @@ class RoomService:
         self._limiter = RateLimiter(window=self._limits.window)
         # Nonces published through this process lately: their retries skip the limiter.
         self._nonces = RecentKeys(ttl=self._limits.window)
-        # login -> streamer ID; rooms are created with streamers and never renamed here.
-        self._rooms: dict[str, str] = {}
+        # login -> (streamer ID, until when it is believed): a streamer an operator
+        # removed on another process stops being a room here within _ROOM_TTL.
+        self._rooms: dict[str, tuple[str, float]] = {}
         # A burst of first subscriptions (a restart, a raid) asks for many rooms at once.
         self._lookup = BatchedLookup(streamers.ids_by_login)
         # Joins and leaves waiting for presence to be stored before they are announced.
@@ -143,13 +146,15 @@ class RoomService:
 
     async def resolve(self, room: str) -> str:
         """The streamer ID of ``room``; :class:`UnknownRoom` unless it exists."""
-        streamer_id = self._rooms.get(room)
-        if streamer_id is not None:
-            return streamer_id
+        known = self._rooms.get(room)
+        now = time.monotonic()
+        if known is not None and known[1] > now:
+            return known[0]
         streamer_id = await self._lookup.get(room)
         if streamer_id is None:
+            self._rooms.pop(room, None)
             raise UnknownRoom(f"no room {room!r}")
-        self._rooms[room] = streamer_id
+        self._rooms[room] = (streamer_id, now + _ROOM_TTL)
         return streamer_id
 
     def forget(self, room: str) -> None:
