@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Literal
@@ -22,6 +23,9 @@ log = logging.getLogger("streamchat.actors")
 
 #: Every this many refreshes, missing EventSub subscriptions are made again.
 _RESUBSCRIBE_TICKS = 60
+#: Seconds after Twitch pushed a stream going online or offline during which polling
+#: (Get Streams lags behind EventSub) may not say the opposite.
+_PUSH_GRACE = 120.0
 
 ONLINE = "stream.online"
 OFFLINE = "stream.offline"
@@ -131,6 +135,8 @@ class StreamWatcher(Actor):
         self._events = events
         self._eventsub = eventsub
         self._ticks = 0
+        # streamer ID -> (live, when): what EventSub said last, lately.
+        self._pushed: dict[str, tuple[bool, float]] = {}
 
     async def on_start(self) -> None:
         await self.subscribe()
@@ -168,9 +174,18 @@ class StreamWatcher(Actor):
             [StreamerInfo(s.id, s.login, s.display_name) for s in streamers]
         )
         live = {stream.user_id: stream for stream in streams}
-        return await self._record(
-            [(streamer, stream_status(streamer, live.get(streamer.id))) for streamer in streamers]
-        )
+        found = []
+        now = time.monotonic()
+        for streamer in streamers:
+            status = stream_status(streamer, live.get(streamer.id))
+            pushed = self._pushed.get(streamer.id)
+            if pushed is not None and pushed[1] > now - _PUSH_GRACE:
+                if status["live"] != pushed[0]:
+                    continue  # Helix has not caught up with what EventSub said
+            else:
+                self._pushed.pop(streamer.id, None)
+            found.append((streamer, status))
+        return await self._record(found)
 
     async def apply_event(self, event: StreamEvent) -> list[StreamChange]:
         streamer = await self._streamers.get(event.broadcaster_id)
@@ -180,6 +195,8 @@ class StreamWatcher(Actor):
             )
             return []
         status = stream_status(streamer, None)
+        if event.kind != "channel.update":
+            self._pushed[streamer.id] = (event.kind == "stream.online", time.monotonic())
         if event.kind == "stream.online":
             status.update(
                 live=True,

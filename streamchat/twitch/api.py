@@ -232,6 +232,11 @@ class TwitchAPI:
             raise
         return _parse(_Subscriptions, body).data[0]
 
+    async def unsubscribe_eventsub(self, subscription_id: str) -> None:
+        await self.helix(
+            "DELETE", "/helix/eventsub/subscriptions", params=[("id", subscription_id)]
+        )
+
     async def eventsub_subscriptions(self) -> list[EventSubSubscription]:
         found: list[EventSubSubscription] = []
         after: str | None = None
@@ -256,7 +261,9 @@ class TwitchAPI:
         the bucket's reset) and 5xx (with backoff); its decoded JSON, or ``None`` for 204."""
         url = f"{self.api_url}{path}"
         problem = "no answer"
+        renewed = False
         for attempt in range(1, _ATTEMPTS + 1):
+            last = attempt == _ATTEMPTS
             await self._within_rate_limit()
             token = await self._app_token()
             try:
@@ -270,25 +277,27 @@ class TwitchAPI:
             except TwitchUnavailable as exc:  # no answer (in time)
                 log.warning("Helix %s %s: %s (attempt %d)", method, path, exc, attempt)
                 problem = str(exc)
-                if attempt < _ATTEMPTS:
+                if not last:
                     await _RETRY.wait(attempt)
                 continue
             self._note_rate_limit(response)
             status = response.status_code
             if status == 401:
-                # Revoked or expired early: a new app token, once.
-                self._token = None
+                # Revoked or expired early: a new app token, once per call.
                 problem = "401 with a fresh token"
-                if attempt >= 2:
+                if renewed:
                     break
+                self._token, renewed = None, True
                 continue
             if status == 429:
                 problem = "rate limited"
-                await self._wait_for_reset(attempt)
+                if not last:
+                    await self._wait_for_reset(attempt)
                 continue
             if status >= 500:
                 problem = f"server error {status}"
-                await _RETRY.wait(attempt)
+                if not last:
+                    await _RETRY.wait(attempt)
                 continue
             if status >= 400:
                 raise TwitchRefused(status, _message(response))

@@ -35,11 +35,16 @@ class EventSubSubscriber:
         the next round tries again.
         """
         try:
-            existing = {
-                (sub.type, sub.condition.get("broadcaster_user_id"))
-                for sub in await self._api.eventsub_subscriptions()
-                if sub.status in _ALIVE and sub.transport.get("callback") == self.callback
-            }
+            existing: set[tuple[str, str | None]] = set()
+            for sub in await self._api.eventsub_subscriptions():
+                if sub.transport.get("callback") != self.callback:
+                    continue
+                if sub.status in _ALIVE:
+                    existing.add((sub.type, sub.condition.get("broadcaster_user_id")))
+                else:
+                    # Revoked or failed: it must go before its replacement can be made.
+                    log.info("EventSub: removing the %s subscription %s", sub.status, sub.id)
+                    await self._api.unsubscribe_eventsub(sub.id)
             made = 0
             for broadcaster in broadcaster_ids:
                 for kind, version in SUBSCRIPTIONS.items():
