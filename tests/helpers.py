@@ -18,7 +18,7 @@ T = TypeVar("T")
 
 @overload
 async def wait_for(
-    condition: Callable[[], Awaitable[T]],
+    condition: Callable[[], Awaitable[T | None]],
     within: float = ...,
     interval: float = ...,
     *,
@@ -28,7 +28,7 @@ async def wait_for(
 
 @overload
 async def wait_for(
-    condition: Callable[[], T],
+    condition: Callable[[], T | None],
     within: float = ...,
     interval: float = ...,
     *,
