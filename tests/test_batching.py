@@ -8,6 +8,7 @@ from collections.abc import Collection
 import pytest
 
 from streamchat.batching import BatchedLookup
+from tests.helpers import wait_for
 
 
 class Recorder:
@@ -83,7 +84,7 @@ async def test_close_cancels_a_fetch_in_flight() -> None:
     recorder.release.clear()  # the fetch never ends on its own
     lookup = BatchedLookup(recorder.fetch)
     caller = asyncio.create_task(lookup.get("a"))
-    await asyncio.sleep(0.01)
+    await wait_for(lambda: recorder.calls)  # the fetch has started, and waits
     assert recorder.calls == [{"a"}]
     await lookup.close()
     with pytest.raises(asyncio.CancelledError):

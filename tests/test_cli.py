@@ -1,12 +1,9 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -14,6 +11,7 @@ import pytest
 
 from streamchat.cli import refuse_unsafe_bind
 from streamchat.config import AuthMode, Settings
+from tests.ws._process import ServerSet, reserve_port
 
 
 def _streamchat(
@@ -27,13 +25,6 @@ def _streamchat(
         env={**os.environ, **(env or {})},
         check=False,
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.mark.parametrize(
@@ -92,47 +83,28 @@ def test_migrate_and_seed(tmp_path: Path) -> None:
     assert count >= 20
 
 
-def test_serve_honours_the_environment(tmp_path: Path) -> None:
-    port = _free_port()
-    env = {
-        **os.environ,
-        "STREAMCHAT_PORT": str(port),
-        "STREAMCHAT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'serve.db'}",
-        "STREAMCHAT_LOG_LEVEL": "warning",
-    }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamchat", "serve"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, "server exited early"
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.1)
-        with httpx.Client(base_url=base) as client:
-            assert client.post("/api/users", json={"twitch_id": "77"}).status_code == 201
-            assert client.post("/api/login", json={"twitch_id": "77"}).status_code == 200
-            assert (
-                client.put("/api/me/favorite", json={"streamer": "sablesignal"}).status_code == 200
-            )
+async def test_serve_honours_the_environment(tmp_path: Path) -> None:
+    with ServerSet(tmp_path) as servers:
+        server = servers.add(
+            "serve",
+            {
+                "STREAMCHAT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'serve.db'}",
+                "STREAMCHAT_LOG_LEVEL": "warning",
+            },
+            port_flag=False,  # STREAMCHAT_PORT
+        )
+        await server.start()
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            assert (await client.post("/api/users", json={"twitch_id": "77"})).status_code == 201
+            assert (await client.post("/api/login", json={"twitch_id": "77"})).status_code == 200
+            favorite = await client.put("/api/me/favorite", json={"streamer": "sablesignal"})
+            assert favorite.status_code == 200
             favorites = [
-                s["login"] for s in client.get("/api/streamers").json() if s["is_favorite"]
+                s["login"] for s in (await client.get("/api/streamers")).json() if s["is_favorite"]
             ]
             assert favorites == ["sablesignal"]
-    finally:
-        server.send_signal(signal.SIGINT)
-        output, _ = server.communicate(timeout=15)
-    assert server.returncode == 0, output
+        server.interrupt()
+        assert server.wait_stopped(15) == 0, server.log()
 
 
 @pytest.mark.parametrize(
@@ -168,13 +140,15 @@ def test_an_unknown_broker_scheme_is_one_line(command: str, tmp_path: Path) -> N
 
 
 def test_a_worker_that_cannot_reach_its_broker_says_so(tmp_path: Path) -> None:
-    result = _streamchat(
-        "worker",
-        env={
-            "STREAMCHAT_BROKER_URL": f"redis://127.0.0.1:{_free_port()}",
-            "STREAMCHAT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'x.db'}",
-        },
-    )
+    # A port of ours that refuses connections: bound, not listening.
+    with reserve_port() as refusing:
+        result = _streamchat(
+            "worker",
+            env={
+                "STREAMCHAT_BROKER_URL": f"redis://127.0.0.1:{refusing.getsockname()[1]}",
+                "STREAMCHAT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'x.db'}",
+            },
+        )
     assert result.returncode == 1
     assert "cannot start" in result.stderr
     assert "Traceback" not in result.stderr

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -15,7 +14,7 @@ from sqlalchemy import text
 
 from streamchat.actors import Actor, ActorCell, ActorState, ActorSystem, Command
 from streamchat.actors.cluster import DatabaseLease
-from streamchat.actors.runtime import Broadcast, Pause, Resume, parse_command
+from streamchat.actors.runtime import Broadcast, Lease, Pause, Resume, parse_command
 from streamchat.backoff import Backoff
 from streamchat.errors import (
     ActorCrashed,
@@ -27,6 +26,7 @@ from streamchat.errors import (
 )
 from streamchat.store.cluster import ClusterStore
 from streamchat.store.database import Database
+from tests.helpers import wait_for
 
 
 class Add(Command, tag="add", frozen=True):
@@ -45,6 +45,26 @@ class Refuse(Command, tag="refuse", frozen=True):
     pass
 
 
+class Gate:
+    """Where Block holds the actor: the test learns that the actor got there, and opens it."""
+
+    def __init__(self) -> None:
+        self._reached = asyncio.Event()
+        self._opened = asyncio.Event()
+
+    async def hold(self) -> None:
+        self._reached.set()
+        await self._opened.wait()
+
+    async def reached(self, within: float = 5.0) -> None:
+        """Wait until the actor is inside Block."""
+        async with asyncio.timeout(within):
+            await self._reached.wait()
+
+    def open(self) -> None:
+        self._opened.set()
+
+
 class Counter(Actor):
     """Counts, ticks, and misbehaves on demand."""
 
@@ -56,7 +76,7 @@ class Counter(Actor):
         self,
         *,
         interval: float | None = None,
-        gate: asyncio.Event | None = None,
+        gate: Gate | None = None,
         tick_fails: bool = False,
     ) -> None:
         type(self).instances += 1
@@ -80,7 +100,7 @@ class Counter(Actor):
                 return {"total": self.total}
             case Block():
                 assert self._gate is not None
-                await self._gate.wait()
+                await self._gate.hold()
                 return "released"
             case Boom():
                 raise ValueError("kaboom")
@@ -112,12 +132,52 @@ async def started() -> AsyncIterator[Callable[..., ActorCell]]:
         await cell.stop(2.0)
 
 
-async def until(condition: Callable[[], bool], wait: float = 5.0) -> None:
-    async with asyncio.timeout(wait):
-        for _ in itertools.count():
-            if condition():
-                return
-            await asyncio.sleep(0.01)
+class CountedLease:
+    """A lease that counts the answers to its ``acquire``: the attempts to take or renew it."""
+
+    def __init__(self, lease: Lease) -> None:
+        self._lease = lease
+        self.ttl = lease.ttl
+        self.attempts = 0
+
+    async def acquire(self) -> bool:
+        held = await self._lease.acquire()
+        self.attempts += 1
+        return held
+
+    async def release(self) -> None:
+        await self._lease.release()
+
+    async def paused(self) -> bool:
+        return await self._lease.paused()
+
+    async def set_paused(self, paused: bool) -> None:
+        await self._lease.set_paused(paused)
+
+
+async def more_attempts(leases: list[CountedLease], count: int) -> None:
+    """Wait until each of ``leases`` has answered ``count`` more attempts to take or renew it."""
+    since = [lease.attempts for lease in leases]
+    await wait_for(
+        lambda: all(
+            lease.attempts >= before + count for lease, before in zip(leases, since, strict=True)
+        ),
+        10.0,
+    )
+
+
+async def ticks_were_due(started: Callable[..., ActorCell], interval: float, ticks: int) -> None:
+    """Wait until a free-running witness ticking every ``interval`` seconds has ticked
+    ``ticks`` times: meanwhile that many ticks were due for any actor on that interval."""
+    witness: list[Counter] = []
+
+    def make() -> Counter:
+        witness.append(Counter(interval=interval))
+        return witness[-1]
+
+    cell = started(make)
+    await wait_for(lambda: witness and witness[0].ticks >= ticks, 5.0)
+    await cell.stop(1.0)
 
 
 async def test_ask_returns_the_reply_and_commands_run_one_at_a_time(
@@ -132,11 +192,10 @@ async def test_ask_returns_the_reply_and_commands_run_one_at_a_time(
 
 
 async def test_a_full_mailbox_is_the_senders_error(started: Callable[..., ActorCell]) -> None:
-    gate = asyncio.Event()
+    gate = Gate()
     cell = started(lambda: Counter(gate=gate), mailbox_size=3)
     blocked = asyncio.create_task(cell.ask(Block()))
-    await until(lambda: len(cell._mailbox) == 0 and not blocked.done())
-    await asyncio.sleep(0.05)  # the actor is inside Block now
+    await gate.reached()
     for _ in range(3):
         cell.tell(Add(amount=1))
     with pytest.raises(MailboxFull):
@@ -144,17 +203,17 @@ async def test_a_full_mailbox_is_the_senders_error(started: Callable[..., ActorC
     with pytest.raises(MailboxFull):
         await cell.ask(Add(amount=1))
     assert cell.info().mailbox == 3
-    gate.set()
+    gate.open()
     assert await blocked == "released"
     assert await cell.ask(Add(amount=0)) == {"total": 3}
 
 
 async def test_ask_times_out(started: Callable[..., ActorCell]) -> None:
-    gate = asyncio.Event()
+    gate = Gate()
     cell = started(lambda: Counter(gate=gate))
     with pytest.raises(ActorTimeout):
         await cell.ask(Block(), wait=0.1)
-    gate.set()
+    gate.open()
     assert await cell.ask(Add(amount=2)) == {"total": 2}
 
 
@@ -177,7 +236,7 @@ async def test_a_crash_while_handling_is_replied_restarts_with_fresh_state(
     with caplog.at_level(logging.ERROR, logger="streamchat.actors"):
         with pytest.raises(ActorCrashed):
             await cell.ask(Boom())
-        await until(lambda: cell.state is ActorState.RUNNING)
+        await wait_for(lambda: cell.state is ActorState.RUNNING)
     assert cell.restarts == 1
     info = cell.info()
     assert info.last_error == "ValueError: kaboom"
@@ -194,14 +253,14 @@ async def test_a_crash_loop_backs_off_and_shows(started: Callable[..., ActorCell
     cell = started(
         lambda: Counter(interval=0.01, tick_fails=True), backoff=Backoff(0.05, 0.4, jitter=False)
     )
-    await until(lambda: cell.restarts >= 4)
+    await wait_for(lambda: cell.restarts >= 4)
     info = cell.info()
     assert info.state is ActorState.RESTARTING
     assert info.last_error == "RuntimeError: tick exploded"
     # Capped exponential: 0.05, 0.1, 0.2, 0.4, 0.4 ...
     assert info.restart_in is not None
     assert 0 < info.restart_in <= 0.4
-    await until(lambda: cell.restarts >= 6, wait=5)
+    await wait_for(lambda: cell.restarts >= 6, within=5)
     assert cell.info().restart_in is not None
     assert cell.info().restart_in <= 0.4  # type: ignore[operator]
 
@@ -216,21 +275,21 @@ async def test_ticks_run_on_their_interval_and_pause_stops_them(
         return actors[-1]
 
     cell = started(make)
-    await until(lambda: actors and actors[0].ticks >= 3)
+    await wait_for(lambda: actors and actors[0].ticks >= 3)
     assert await cell.ask(Pause()) == {"state": "paused"}
     assert cell.state is ActorState.PAUSED
     paused_at = actors[0].ticks
-    await asyncio.sleep(0.15)
+    await ticks_were_due(started, interval=0.02, ticks=6)
     assert actors[0].ticks == paused_at
     # Commands still work while paused.
     assert await cell.ask(Add(amount=1)) == {"total": 1}
     assert await cell.ask(Resume()) == {"state": "running"}
-    await until(lambda: actors[0].ticks >= paused_at + 3)
+    await wait_for(lambda: actors[0].ticks >= paused_at + 3)
 
 
 async def test_stop_within_the_deadline_or_cancel(started: Callable[..., ActorCell]) -> None:
     polite = started(Counter)
-    gate = asyncio.Event()
+    gate = Gate()
 
     def stubborn_actor() -> Counter:
         return Counter(gate=gate)
@@ -238,7 +297,7 @@ async def test_stop_within_the_deadline_or_cancel(started: Callable[..., ActorCe
     stubborn = started(stubborn_actor)
     await polite.ask(Add(amount=1))
     stuck = asyncio.create_task(stubborn.ask(Block()))
-    await asyncio.sleep(0.05)
+    await gate.reached()
     loop = asyncio.get_running_loop()
     began = loop.time()
     assert await polite.stop(1.0) is True
@@ -252,7 +311,7 @@ async def test_stop_within_the_deadline_or_cancel(started: Callable[..., ActorCe
 
 async def test_stop_calls_on_stop_and_fails_waiting_asks() -> None:
     made: list[Counter] = []
-    gate = asyncio.Event()
+    gate = Gate()
 
     def make() -> Counter:
         made.append(Counter(gate=gate))
@@ -262,14 +321,13 @@ async def test_stop_calls_on_stop_and_fails_waiting_asks() -> None:
     cell = system.add(Counter, make)
     system.start()
     blocked = asyncio.create_task(cell.ask(Block()))
-    await asyncio.sleep(0.05)
+    await gate.reached()
     waiting = asyncio.create_task(cell.ask(Add(amount=1)))
-    await asyncio.sleep(0.01)
+    await wait_for(lambda: cell.info().mailbox == 1)
     stopping = asyncio.create_task(system.stop(2.0))
-    await asyncio.sleep(0.05)
     with pytest.raises(ActorUnavailable):
         await waiting
-    gate.set()
+    gate.open()
     assert await stopping == {"counter": True}
     assert await blocked == "released"
     assert made[0].stopped
@@ -287,7 +345,7 @@ async def test_broadcast_reaches_active_actors(started: Callable[..., ActorCell]
     system.start()
     try:
         assert system.tell_active(Broadcast(text="hello")) == 1
-        await until(lambda: made and made[0].broadcasts == ["hello"])
+        await wait_for(lambda: made and made[0].broadcasts == ["hello"])
     finally:
         await system.stop()
 
@@ -323,15 +381,16 @@ async def test_one_leaseholder_runs_the_actor_and_another_takes_over(
     cluster_store: ClusterStore, started: Callable[..., ActorCell]
 ) -> None:
     one = started(Counter, lease=DatabaseLease(cluster_store, "counter", "node-1", ttl=1.0))
-    await until(lambda: one.state is ActorState.RUNNING)
-    two = started(Counter, lease=DatabaseLease(cluster_store, "counter", "node-2", ttl=1.0))
-    await asyncio.sleep(0.6)  # several of two's attempts
+    await wait_for(lambda: one.state is ActorState.RUNNING)
+    lease = CountedLease(DatabaseLease(cluster_store, "counter", "node-2", ttl=1.0))
+    two = started(Counter, lease=lease)
+    await wait_for(lambda: lease.attempts >= 3)  # several of two's attempts
     assert two.state is ActorState.STANDBY
     with pytest.raises(ActorUnavailable):
         await two.ask(Add(amount=1))
     assert await cluster_store.holder("actor:counter") == "node-1"
     await one.stop(1.0)  # releases the lease: two takes over at its next attempt
-    await until(lambda: two.state is ActorState.RUNNING, wait=2.0)
+    await wait_for(lambda: two.state is ActorState.RUNNING, within=2.0)
     assert await two.ask(Add(amount=1)) == {"total": 1}
     assert await cluster_store.holder("actor:counter") == "node-2"
 
@@ -346,13 +405,13 @@ async def test_a_leader_that_loses_its_lease_stands_down(
         return made[-1]
 
     one = started(make, lease=DatabaseLease(cluster_store, "counter", "node-1", ttl=1.0))
-    await until(lambda: one.state is ActorState.RUNNING)
+    await wait_for(lambda: one.state is ActorState.RUNNING)
     # Someone else holds it now (as after a long stall of this process).
     await cluster_store.release("actor:counter", "node-1")
     assert await cluster_store.acquire("actor:counter", "node-9", ttl=30.0)
-    await until(lambda: one.state is ActorState.STANDBY, wait=2.0)
+    await wait_for(lambda: one.state is ActorState.STANDBY, within=2.0)
     ticks = made[-1].ticks
-    await asyncio.sleep(0.1)
+    await ticks_were_due(started, interval=0.01, ticks=6)
     assert made[-1].ticks == ticks  # it no longer runs
 
 
@@ -360,11 +419,11 @@ async def test_a_paused_actor_stays_paused_in_the_process_that_takes_over(
     cluster_store: ClusterStore, started: Callable[..., ActorCell]
 ) -> None:
     one = started(Counter, lease=DatabaseLease(cluster_store, "counter", "node-1", ttl=1.0))
-    await until(lambda: one.state is ActorState.RUNNING)
+    await wait_for(lambda: one.state is ActorState.RUNNING)
     two = started(Counter, lease=DatabaseLease(cluster_store, "counter", "node-2", ttl=1.0))
     await one.ask(Pause())
     await one.stop(1.0)
-    await until(lambda: two.active, wait=3.0)
+    await wait_for(lambda: two.active, within=3.0)
     assert two.state is ActorState.PAUSED
     await two.ask(Resume())
     assert await cluster_store.paused("actor:counter") is False
@@ -390,14 +449,9 @@ async def test_a_stalled_database_never_lets_two_processes_run_the_actor(
     """The lease table is locked for longer than the ttl; every statement queues behind
     the lock and runs late. At no moment may both candidates be running the actor."""
     store = postgres_cluster_store
-    cells = [
-        started(
-            lambda: Counter(interval=0.01),
-            lease=DatabaseLease(store, "counter", f"node-{i}", ttl=1.5),
-        )
-        for i in (1, 2)
-    ]
-    await until(lambda: any(cell.state is ActorState.RUNNING for cell in cells))
+    leases = [CountedLease(DatabaseLease(store, "counter", f"node-{i}", ttl=1.5)) for i in (1, 2)]
+    cells = [started(lambda: Counter(interval=0.01), lease=lease) for lease in leases]
+    await wait_for(lambda: any(cell.state is ActorState.RUNNING for cell in cells))
     overlaps = 0
     sampling = True
 
@@ -417,9 +471,10 @@ async def test_a_stalled_database_never_lets_two_processes_run_the_actor(
                     await asyncio.sleep(3.0)
             finally:
                 await locker.close()
-            # After the stall, someone leads again.
-            await until(lambda: any(cell.state is ActorState.RUNNING for cell in cells), 10)
-            await asyncio.sleep(2.0)
+            # After the stall, someone leads again; the sampler watches on while both
+            # candidates go through a few rounds of taking and renewing the lease.
+            await wait_for(lambda: any(cell.state is ActorState.RUNNING for cell in cells), 10)
+            await more_attempts(leases, 3)
     finally:
         sampling = False
         await sampler
@@ -429,13 +484,13 @@ async def test_a_stalled_database_never_lets_two_processes_run_the_actor(
 async def test_an_ask_given_up_on_before_it_ran_never_runs(
     started: Callable[..., ActorCell],
 ) -> None:
-    gate = asyncio.Event()
+    gate = Gate()
     cell = started(lambda: Counter(gate=gate))
     blocked = asyncio.create_task(cell.ask(Block()))
-    await asyncio.sleep(0.05)
+    await gate.reached()
     with pytest.raises(ActorTimeout):
         await cell.ask(Add(amount=5), wait=0.05)
-    gate.set()
+    gate.open()
     await blocked
     assert await cell.ask(Add(amount=0)) == {"total": 0}
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,9 @@ import pytest
 
 from streamchat.client import ChatClient, login
 from streamchat.protocol import EventFrame
-from tests.ws.test_cluster import _free_port, cluster_database
+from tests.helpers import wait_for
+from tests.ws._process import ChildProcess, ServerProcess, ServerSet
+from tests.ws.test_cluster import cluster_database
 
 __all__ = ["cluster_database"]
 
@@ -30,22 +31,19 @@ OTHER_ROOM = "pixelpaladin"
 
 
 @dataclass
-class Process:
-    name: str
-    process: subprocess.Popen[bytes]
-    log: Path
-    url: str | None = None
+class Deployment:
+    """Two servers that leave the singleton actors to two workers."""
 
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
+    a: ServerProcess
+    b: ServerProcess
+    workers: list[ChildProcess]
 
 
 @pytest.fixture
-def deployment(
+async def deployment(
     cluster_database: str, redis_url: str, tmp_path: Path
-) -> Iterator[dict[str, Process]]:
-    env = {
-        **os.environ,
+) -> AsyncIterator[Deployment]:
+    settings = {
         "STREAMCHAT_DATABASE_URL": cluster_database,
         "STREAMCHAT_BROKER_URL": redis_url,
         "STREAMCHAT_ADMIN_TOKEN": TOKEN,
@@ -53,56 +51,18 @@ def deployment(
         "STREAMCHAT_WATCH_SPEED": "600",
         "STREAMCHAT_WATCH_INTERVAL": "0.2",
     }
-    processes: dict[str, Process] = {}
-
-    def start(name: str, *args: str, port: int | None = None) -> Process:
-        log = tmp_path / f"{name}.log"
-        with log.open("wb") as out:
-            popen = subprocess.Popen(
-                [sys.executable, "-m", "streamchat", *args],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        url = f"http://127.0.0.1:{port}" if port else None
-        processes[name] = Process(name, popen, log, url)
-        return processes[name]
-
-    try:
-        for name in ("server-a", "server-b"):
-            port = _free_port()
-            server = start(name, "serve", "--port", str(port), "--no-workers", port=port)
-            _wait_ready(server)  # one at a time: the first migrates
-        start("worker-1", "worker")
-        start("worker-2", "worker")
-        yield processes
-    finally:
-        for proc in processes.values():
-            if proc.process.poll() is None:
-                proc.process.send_signal(signal.SIGTERM)
-        for proc in processes.values():
-            try:
-                proc.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.process.kill()
-                proc.process.wait()
-        for proc in processes.values():
-            if proc.name != "killed":
-                assert "Traceback" not in proc.text(), f"{proc.name}:\n{proc.text()}"
-
-
-def _wait_ready(server: Process, wait: float = 30.0) -> None:
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"{server.name} exited: {server.text()}")
-        try:
-            if httpx.get(f"{server.url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{server.name} not ready: {server.text()}")
+    with ServerSet(tmp_path) as processes:
+        a = processes.add("server-a", settings, "--no-workers")
+        b = processes.add("server-b", settings, "--no-workers")
+        await a.start()  # one at a time: the first migrates
+        await b.start()
+        workers = [processes.add_worker(name, settings) for name in ("worker-1", "worker-2")]
+        for worker in workers:
+            worker.spawn()
+        yield Deployment(a, b, workers)
+    for child in processes.processes:
+        if not child.killed:
+            assert "Traceback" not in child.log(), f"{child.name}:\n{child.log()}"
 
 
 async def _placement(http: httpx.AsyncClient, actor: str) -> dict[str, str]:
@@ -117,23 +77,23 @@ async def _placement(http: httpx.AsyncClient, actor: str) -> dict[str, str]:
 
 async def _leader(http: httpx.AsyncClient, actor: str, among: set[int], wait: float) -> int:
     """The pid (one of ``among``) running ``actor``, once the others stand by."""
-    async with asyncio.timeout(wait):
-        while True:
-            placement = await _placement(http, actor)
-            running = [int(pid) for pid, state in placement.items() if state == "running"]
-            standby = [int(pid) for pid, state in placement.items() if state == "standby"]
-            if len(running) == 1 and running[0] in among and set(standby) == among - {running[0]}:
-                return running[0]
-            await asyncio.sleep(0.1)
+
+    async def leader() -> int | None:
+        placement = await _placement(http, actor)
+        running = [int(pid) for pid, state in placement.items() if state == "running"]
+        standby = [int(pid) for pid, state in placement.items() if state == "standby"]
+        if len(running) == 1 and running[0] in among and set(standby) == among - {running[0]}:
+            return running[0]
+        return None
+
+    return await wait_for(leader, wait, interval=0.1, what=f"one leader of {actor}")
 
 
 async def test_actors_in_workers_are_steered_from_any_server_and_fail_over(
-    deployment: dict[str, Process],
+    deployment: Deployment,
 ) -> None:
-    a, b = deployment["server-a"], deployment["server-b"]
-    workers = {deployment[name].process.pid: deployment[name] for name in ("worker-1", "worker-2")}
-    assert a.url is not None
-    assert b.url is not None
+    a, b = deployment.a, deployment.b
+    workers = {worker.pid: worker for worker in deployment.workers}
     async with (
         httpx.AsyncClient(base_url=a.url, headers=AUTH, timeout=15) as http_a,
         httpx.AsyncClient(base_url=b.url, headers=AUTH, timeout=15) as http_b,
@@ -144,7 +104,7 @@ async def test_actors_in_workers_are_steered_from_any_server_and_fail_over(
         await _leader(http_b, "retention", set(workers), wait=20)
         listing = (await http_b.get("/api/admin/actors")).json()
         kinds = {(n["pid"], n["kind"]) for n in listing["nodes"]}
-        assert {(a.process.pid, "server"), (b.process.pid, "server")} <= kinds
+        assert {(a.pid, "server"), (b.pid, "server")} <= kinds
         assert all(n["answered"] for n in listing["nodes"])
 
         # A command sent to a server reaches the watcher in its worker, and the reply comes back.
@@ -179,17 +139,15 @@ async def test_actors_in_workers_are_steered_from_any_server_and_fail_over(
                 assert event == EventFrame(room, "broadcast", {"text": "maintenance soon"})
 
         # kill -9 the leading worker: the other takes the watcher over within 15 s.
-        killed = workers[leader]
-        killed.name = "killed"
-        os.kill(leader, signal.SIGKILL)
-        killed.process.wait()
+        workers[leader].kill()
         began = time.monotonic()
         (survivor,) = set(workers) - {leader}
-        async with asyncio.timeout(15):
-            for _ in itertools.count():
-                if (await _placement(http_b, "stream-watcher")).get(str(survivor)) == "running":
-                    break
-                await asyncio.sleep(0.1)
+
+        async def survivor_runs_it() -> bool:
+            placement = await _placement(http_b, "stream-watcher")
+            return placement.get(str(survivor)) == "running"
+
+        await wait_for(survivor_runs_it, 15, interval=0.1)
         took = time.monotonic() - began
         assert took < 15
         response = await http_a.post(
@@ -199,9 +157,9 @@ async def test_actors_in_workers_are_steered_from_any_server_and_fail_over(
 
     # A worker stops within its deadline and says so.
     worker = workers[survivor]
-    worker.process.send_signal(signal.SIGTERM)
-    worker.process.wait(timeout=10)
-    assert "actors stopped:" in worker.text()
+    worker.terminate()
+    assert worker.wait_stopped(10) != -signal.SIGKILL, "not stopped within 10 s"
+    assert "actors stopped:" in worker.log()
 
 
 async def _event(chat: ChatClient, match: Any) -> EventFrame:

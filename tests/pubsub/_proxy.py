@@ -13,6 +13,8 @@ class TcpProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.refusing = False
+        #: Connections turned away while ``refusing``.
+        self.refused = 0
         # Connections stay open but nothing gets through, either way: a broker that hangs.
         self.silent = False
         self.port = 0
@@ -24,6 +26,7 @@ class TcpProxy:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.refusing:
+            self.refused += 1
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()

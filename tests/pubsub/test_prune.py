@@ -15,8 +15,13 @@ from streamchat.pubsub import Message, PubSub, Store
 from streamchat.pubsub.backends.stores import sql
 from streamchat.pubsub.backends.stores.memory import MemoryStore
 from streamchat.pubsub.backends.stores.sql import SQLStore
+from tests.helpers import wait_for
 
 from .conftest import receive, store_url
+
+#: Pruning passes that delete something while both publishers are still going, for
+#: the publishing-while-pruning test to have shown anything.
+OVERLAPPING_PRUNES = 50
 
 HOUR = 3600.0
 
@@ -239,10 +244,20 @@ async def test_publishing_while_pruning_loses_nothing_kept(ps: PubSub, channel: 
             batch = await asyncio.gather(*(ps.publish(name, b"x") for _ in range(3)))
             published[name].extend(batch)
 
+    overlapping = 0  # passes of the pruner that deleted while both publishers went on
+
+    def publishing() -> bool:
+        return not any(task.done() for task in tasks)
+
     async def pruner() -> int:
+        nonlocal overlapping
         deleted = 0
         while not stop.is_set():
-            deleted += await ps.prune(keep_last=keep, limit=7)
+            before = publishing()
+            pruned = await ps.prune(keep_last=keep, limit=7)
+            deleted += pruned
+            if pruned and before and publishing():
+                overlapping += 1
             for name in names:
                 assert contiguous(await seqs(ps, name))
             await asyncio.sleep(0)
@@ -250,9 +265,11 @@ async def test_publishing_while_pruning_loses_nothing_kept(ps: PubSub, channel: 
 
     async with ps.subscribe(names[0], queue_size=2 * most) as sub:
         tasks = [asyncio.create_task(publisher(name)) for name in names]
-        await asyncio.sleep(0.05)  # every channel has messages before the pruner looks
+        # Every channel has messages before the pruner looks.
+        await wait_for(lambda: all(published.values()))
         pruning = asyncio.create_task(pruner())
-        await asyncio.sleep(1.0)
+        await wait_for(lambda: overlapping >= OVERLAPPING_PRUNES or not publishing(), 30)
+        assert overlapping >= OVERLAPPING_PRUNES, "the publishers were done before the pruner"
         stop.set()
         await asyncio.gather(*tasks)
         deleted = await pruning

@@ -14,6 +14,7 @@ import pytest
 
 from streamchat.pubsub import LinkState, PubSub
 from streamchat.pubsub.backends.brokers.memory import MemoryBroker
+from tests.helpers import wait_for
 
 from ._proxy import TcpProxy
 from .conftest import Combo, MakePubSub, nothing_more, receive, until
@@ -134,7 +135,8 @@ async def test_health_shows_an_outage_and_publishes_meanwhile_are_recovered(
             assert [m.seq for m in during] == [2, 3, 4]
             # ... and the subscribers of this process get them without the broker.
             assert await receive(sub, 3, within=2) == during
-            await asyncio.sleep(0.3)
+            # It tries again and again, and is not fooled into reporting itself connected.
+            await wait_for(lambda: proxy.refused >= 3)
             assert not ps.health.connected
             assert not ps.health.ok
             proxy.refusing = False

@@ -9,6 +9,7 @@ import pytest
 
 from streamchat.pubsub import PubSub
 from streamchat.rooms.feeds import Batch, RoomFeeds, channel_of
+from tests.helpers import wait_for
 
 
 class Recorder:
@@ -37,7 +38,9 @@ async def pubsub() -> AsyncIterator[PubSub]:
 
 
 async def test_a_feed_outlives_its_last_member_by_the_linger(pubsub: PubSub) -> None:
-    feeds = RoomFeeds(pubsub, linger=0.2)
+    linger = 0.2
+    loop = asyncio.get_running_loop()
+    feeds = RoomFeeds(pubsub, linger=linger)
     first, second = Recorder(), Recorder()
     feed = await feeds.add("room", first, parked=False)
     await feeds.discard("room", first)
@@ -46,15 +49,17 @@ async def test_a_feed_outlives_its_last_member_by_the_linger(pubsub: PubSub) -> 
     # Back within the linger: the same subscription, and it still delivers.
     assert await feeds.add("room", second, parked=False) is feed
     await pubsub.publish(channel_of("room"), b'{"text":"hello"}')
-    await asyncio.sleep(0.05)
-    assert second.frames
+    await wait_for(lambda: second.frames)
     assert second.frames[-1].endswith(b'"text":"hello"}')
-    await feeds.discard("room", second)
-    await asyncio.sleep(0.1)
-    assert feeds.get("room") is feed  # the earlier timer was cancelled on re-add
 
-    await asyncio.sleep(0.3)
-    assert feeds.get("room") is None
+    # The last member leaves half a linger later: the feed lingers a whole one from then,
+    # so the timer of the first leave, which would end it sooner, was cancelled on re-add.
+    await asyncio.sleep(linger / 2)
+    left = loop.time()
+    await feeds.discard("room", second)
+    assert feeds.get("room") is feed
+    await wait_for(lambda: feeds.get("room") is None, within=5.0)
+    assert loop.time() - left >= linger
     await feeds.close()
 
 

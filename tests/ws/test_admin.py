@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import os
 from datetime import datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -10,6 +11,7 @@ from sqlalchemy import text
 
 from streamchat.actors import ActorState
 from streamchat.protocol import EventFrame
+from tests.helpers import wait_for
 from tests.ws.conftest import OTHER_ROOM, ROOM, ServerFactory
 
 TOKEN = "s3cret-admin-token"
@@ -92,12 +94,14 @@ async def test_actor_control_needs_the_token(
 async def test_actors_are_listed_with_their_state_and_node(server_factory: ServerFactory) -> None:
     async with server_factory(admin_token=TOKEN, run_singletons=True) as server:
         async with httpx.AsyncClient(base_url=server.url, headers=AUTH) as http:
-            for _ in range(100):
-                listing = (await http.get("/api/admin/actors")).json()
+
+            async def all_running() -> dict[str, Any] | None:
+                listing: dict[str, Any] = (await http.get("/api/admin/actors")).json()
                 states = {a["name"]: a["state"] for a in listing["actors"]}
-                if set(states.values()) == {"running"}:
-                    break
-                await asyncio.sleep(0.05)
+                return listing if set(states.values()) == {"running"} else None
+
+            listing = await wait_for(all_running, 10.0, interval=0.05)
+        states = {a["name"]: a["state"] for a in listing["actors"]}
         assert states == {
             "presence-janitor": "running",
             "retention": "running",
@@ -181,12 +185,15 @@ async def test_a_crashing_actor_is_restarted_and_counted(server_factory: ServerF
             await session.execute(text("ALTER TABLE streamers RENAME TO streamers_away"))
         try:
             async with httpx.AsyncClient(base_url=server.url, headers=AUTH) as http:
-                for _ in range(200):
+
+                async def restarted_twice() -> dict[str, Any] | None:
                     listing = (await http.get("/api/admin/actors")).json()
-                    watcher = next(a for a in listing["actors"] if a["name"] == "stream-watcher")
-                    if watcher["restarts"] >= 2:
-                        break
-                    await asyncio.sleep(0.02)
+                    watcher: dict[str, Any] = next(
+                        a for a in listing["actors"] if a["name"] == "stream-watcher"
+                    )
+                    return watcher if watcher["restarts"] >= 2 else None
+
+                watcher = await wait_for(restarted_twice, 10.0, interval=0.02)
         finally:
             async with db.session() as session:
                 await session.execute(text("ALTER TABLE streamers_away RENAME TO streamers"))
@@ -199,10 +206,7 @@ async def test_a_crashing_actor_is_restarted_and_counted(server_factory: ServerF
         assert watcher["state"] in ("restarting", "running")
         # Back on its feet once the table is back: it refreshes again.
         cell = server.services.cluster.actors.cell("stream-watcher")
-        for _ in range(200):
-            if cell.state is ActorState.RUNNING:
-                break
-            await asyncio.sleep(0.05)
+        await wait_for(lambda: cell.state is ActorState.RUNNING, 10.0)
         reply = await server.services.cluster.command("stream-watcher", "refresh", {})
         assert isinstance(reply, dict)
         assert isinstance(reply["changed"], list)

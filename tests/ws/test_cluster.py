@@ -3,40 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
-import httpx
 import pytest
 
 from streamchat.client import ChatClient, login, logout
 from streamchat.protocol import Join, PresenceReply
-from tests.helpers import messages
+from tests.helpers import messages, wait_for
+from tests.ws._process import ServerProcess, ServerSet
 
 ROOM = "sablesignal"
-
-
-@dataclass
-class Node:
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+#: Two servers on one database and one broker.
+Cluster = tuple[ServerProcess, ServerProcess]
 
 
 @pytest.fixture
@@ -59,67 +40,32 @@ def broker_url(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def cluster(cluster_database: str, broker_url: str, tmp_path: Path) -> Iterator[tuple[Node, Node]]:
-    nodes: list[Node] = []
-    env = {
-        **os.environ,
+async def cluster(cluster_database: str, broker_url: str, tmp_path: Path) -> AsyncIterator[Cluster]:
+    settings = {
         "STREAMCHAT_DATABASE_URL": cluster_database,
         "STREAMCHAT_BROKER_URL": broker_url,
         "STREAMCHAT_LOG_LEVEL": "warning",
         "STREAMCHAT_RUN_SINGLETONS": "false",
     }
-    try:
-        for i in range(2):
-            port = _free_port()
-            log = tmp_path / f"node{i}.log"
-            with log.open("wb") as out:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "streamchat", "serve", "--port", str(port)],
-                    env=env,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
-            nodes.append(Node(f"http://127.0.0.1:{port}", process, log))
-            # One at a time: the first migrates, the second finds nothing to do.
-            _wait_ready(nodes[-1])
-        yield nodes[0], nodes[1]
-    finally:
-        for node in nodes:
-            node.process.send_signal(signal.SIGINT)
-        for node in nodes:
-            try:
-                node.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                node.process.kill()
-                node.process.wait()
-        for node in nodes:
-            assert "Traceback" not in node.log.read_text(errors="replace"), node.log.read_text()
-
-
-def _wait_ready(node: Node, wait: float = 30.0) -> None:
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        if node.process.poll() is not None:
-            raise RuntimeError(f"server exited: {node.log.read_text()}")
-        try:
-            if httpx.get(f"{node.url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"server not ready: {node.log.read_text()}")
+    with ServerSet(tmp_path) as servers:
+        one, two = servers.add("node0", settings), servers.add("node1", settings)
+        # One at a time: the first migrates, the second finds nothing to do.
+        await one.start()
+        await two.start()
+        yield one, two
+    for node in (one, two):
+        assert "Traceback" not in node.log(), node.log()
 
 
 async def _presence_reaches(chat: ChatClient, count: int) -> PresenceReply:
-    for _ in range(100):
+    async def reached() -> PresenceReply | None:
         presence = await chat.presence(ROOM)
-        if presence.count == count:
-            return presence
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"presence never reached {count}: {presence}")
+        return presence if presence.count == count else None
+
+    return await wait_for(reached, 10.0, interval=0.1, what=f"presence count {count}")
 
 
-async def test_messages_cross_processes_and_resume_anywhere(cluster: tuple[Node, Node]) -> None:
+async def test_messages_cross_processes_and_resume_anywhere(cluster: Cluster) -> None:
     one, two = cluster
     alice = await login(one.url, "1001", "alice")
     bob = await login(two.url, "1002", "bob")
@@ -146,7 +92,7 @@ async def test_messages_cross_processes_and_resume_anywhere(cluster: tuple[Node,
         assert [m.seq for m in history] == list(range(1, 8))
 
 
-async def test_presence_and_joins_span_processes(cluster: tuple[Node, Node]) -> None:
+async def test_presence_and_joins_span_processes(cluster: Cluster) -> None:
     one, two = cluster
     alice = await login(one.url, "1001", "alice")
     bob = await login(two.url, "1002", "bob")
@@ -168,7 +114,7 @@ async def test_presence_and_joins_span_processes(cluster: tuple[Node, Node]) -> 
 
 
 async def test_logout_on_one_process_closes_sockets_on_the_other(
-    cluster: tuple[Node, Node],
+    cluster: Cluster,
 ) -> None:
     one, two = cluster
     session = await login(one.url, "1001", "alice")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
-from collections.abc import Callable
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import update
 from websockets.asyncio.client import connect
 
@@ -14,13 +15,8 @@ from streamchat.client import ChatClient, logout
 from streamchat.protocol import EventFrame
 from streamchat.store.models import Session, utcnow
 from streamchat.store.sessions import session_key
+from tests.helpers import wait_for
 from tests.ws.conftest import ROOM, LiveServer, ServerFactory, close_code
-
-
-async def wait_for(predicate: Callable[[], bool], wait: float = 5.0) -> None:
-    async with asyncio.timeout(wait):
-        while not predicate():  # noqa: ASYNC110 (polling server state from outside)
-            await asyncio.sleep(0.02)
 
 
 async def test_logout_closes_that_sessions_sockets_with_4001(server: LiveServer) -> None:
@@ -119,15 +115,25 @@ async def test_silent_peers_are_dropped_by_the_heartbeat(server_factory: ServerF
         status = await reader.readline()
         assert b"101" in status
         await wait_for(lambda: len(registry) == 1)
-        await wait_for(lambda: len(registry) == 0, wait=5)
+        await wait_for(lambda: len(registry) == 0, within=5)
         writer.close()
 
 
-async def test_a_living_client_survives_the_heartbeat(server_factory: ServerFactory) -> None:
+async def test_a_living_client_survives_the_heartbeat(
+    server_factory: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The client logs every frame it receives; before it connects, or it won't.
+    caplog.set_level(logging.DEBUG, logger="websockets.client")
+
+    def pings() -> int:
+        return sum(r.getMessage().startswith("< PING") for r in caplog.records)
+
     async with (
         server_factory(ws_ping_interval=0.1, ws_ping_timeout=0.5) as server,
         ChatClient.connect(server.url) as chat,
     ):
-        await asyncio.sleep(0.6)
+        # The server sends each ping once the last one's pong came back: pings for longer
+        # than the ping timeout mean it took every pong, and the client is still there.
+        await wait_for(lambda: pings() >= 7)
         await chat.ping()
         assert not chat.closed

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import os
 import time
 from collections.abc import AsyncIterator
@@ -14,7 +13,7 @@ import httpx
 import pytest
 
 from streamchat.client import ChatClient, ChatError
-from tests.helpers import messages, no_more_messages
+from tests.helpers import messages, no_more_messages, wait_for
 from tests.pubsub._proxy import TcpProxy
 from tests.ws.conftest import ROOM, ServerFactory
 from tests.ws.test_cluster import cluster_database
@@ -33,6 +32,15 @@ async def redis_proxy(redis_url: str) -> AsyncIterator[TcpProxy]:
         yield proxy
     finally:
         await proxy.close()
+
+
+async def _ready_again(http: httpx.AsyncClient) -> None:
+    """Wait (30 s at most) until the server's /readyz answers 200."""
+
+    async def ready() -> bool:
+        return (await http.get("/readyz")).status_code == 200
+
+    await wait_for(ready, within=30, interval=0.2, what="/readyz 200")
 
 
 @contextlib.asynccontextmanager
@@ -73,11 +81,7 @@ async def test_redis_unreachable_then_back_loses_no_acked_message(
         assert broker_down, "/readyz never reported the broker outage"
 
         redis_proxy.refusing = False
-        async with asyncio.timeout(30):
-            for _ in itertools.count():
-                if (await http.get("/readyz")).status_code == 200:
-                    break
-                await asyncio.sleep(0.2)
+        await _ready_again(http)
         acked.append((await writer.publish(ROOM, "after")).seq)
 
         # The reader gets every acked message, once, in order: nothing lost in the outage.
@@ -112,11 +116,7 @@ async def test_postgresql_refusing_connections_then_back(
                 assert (await http.get("/readyz")).status_code == 503
                 assert (await http.get("/api/streamers")).status_code == 503
                 proxy.refusing = False
-                async with asyncio.timeout(30):
-                    for _ in itertools.count():
-                        if (await http.get("/readyz")).status_code == 200:
-                            break
-                        await asyncio.sleep(0.2)
+                await _ready_again(http)
                 again = await chat.publish(ROOM, "during", nonce="n-during")
                 assert again.seq == first.seq + 1
     finally:
@@ -144,11 +144,7 @@ async def test_a_silent_redis_holds_up_neither_acks_nor_delivery_in_the_process(
 
         redis_proxy.silent = False
         await redis_proxy.sever()
-        async with asyncio.timeout(30):
-            for _ in itertools.count():
-                if (await http.get("/readyz")).status_code == 200:
-                    break
-                await asyncio.sleep(0.2)
+        await _ready_again(http)
         acked.append((await writer.publish(ROOM, "after")).seq)
         received += [m.seq for m in await messages(reader, 1)]
         assert received == acked

@@ -22,6 +22,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from streamchat.protocol import Request, RequestError, decode_requests, error_frame
+from tests.helpers import wait_for
 from tests.ws.conftest import ROOM, LiveServer, ServerFactory, ws_url
 
 EXAMPLES = int(os.environ.get("STREAMCHAT_FUZZ_EXAMPLES", "10000"))
@@ -156,9 +157,8 @@ async def test_a_live_server_answers_every_frame(
     caplog.set_level(logging.WARNING)
     assert [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info] == []
     services = fuzz_server.services
-    for _ in range(100):
-        if len(services.connections) == 0 and services.rooms.subscriptions == 0:
-            break
-        await asyncio.sleep(0.05)
-    assert len(services.connections) == 0
-    assert services.rooms.subscriptions == 0
+    await wait_for(
+        lambda: len(services.connections) == 0 and services.rooms.subscriptions == 0,
+        within=10,
+        what="every connection closed and out of its rooms",
+    )

@@ -11,7 +11,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
-from tests.ws.conftest import ROOM, ServerFactory, close_code, ws_url
+from tests.helpers import wait_for
+from tests.ws.conftest import ROOM, LiveServer, ServerFactory, close_code, ws_url
 
 TOKEN = "limits-admin-token"
 
@@ -129,13 +130,13 @@ async def test_websockets_per_address_and_per_user(server_factory: ServerFactory
             opened.append(await connect(url))  # anonymous: the address's third
             assert await _refused(url) == 429  # the address's fourth
             await opened.pop().close()
-            await asyncio.sleep(0.1)
+            await wait_for(lambda: len(server.services.connections) == 2)
             opened.append(await connect(url))  # a place came free
             assert len(server.services.connections) == 3
         finally:
             for ws in opened:
                 await ws.close()
-        await asyncio.sleep(0.1)
+        await wait_for(lambda: len(server.services.connections) == 0)
         # Nothing leaks: every place is free again.
         for _ in range(3):
             opened.append(await connect(url))
@@ -240,15 +241,30 @@ async def test_slow_http_clients_are_cut_off(server_factory: ServerFactory, sent
             writer.close()
 
 
+async def _deadline_passed(server: LiveServer) -> None:
+    """Wait until the request deadline cuts a connection that says nothing, opened now: by
+    then every connection opened before it is older than the deadline."""
+    port = int(server.url.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        assert await _closed_within(reader, 4.0)
+    finally:
+        writer.close()
+
+
 async def test_the_request_deadline_spares_whole_requests_and_websockets(
     server_factory: ServerFactory,
 ) -> None:
-    async with server_factory(http_request_timeout=1.0) as server:
-        async with httpx.AsyncClient(base_url=server.url) as http:
-            for _ in range(3):  # one keep-alive connection, requests a while apart
-                assert (await http.get("/api/streamers")).status_code == 200
-                await asyncio.sleep(0.6)
-        async with connect(ws_url(server)) as ws:
-            await asyncio.sleep(1.5)
-            await ws.send('{"type":"ping","id":1}')
-            assert json.loads(await ws.recv()) == {"type": "pong", "id": 1}
+    async with (
+        server_factory(http_request_timeout=1.0) as server,
+        httpx.AsyncClient(base_url=server.url) as http,
+        connect(ws_url(server)) as ws,
+    ):
+        # One keep-alive connection, with requests before and after the deadline.
+        assert (await http.get("/api/streamers")).status_code == 200
+        await _deadline_passed(server)
+        for _ in range(2):
+            assert (await http.get("/api/streamers")).status_code == 200
+        # A WebSocket older than the deadline is left alone.
+        await ws.send('{"type":"ping","id":1}')
+        assert json.loads(await ws.recv()) == {"type": "pong", "id": 1}

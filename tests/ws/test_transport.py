@@ -28,6 +28,7 @@ from streamchat.ws.transport import (
     _Inbox,
     text_frame,
 )
+from tests.helpers import wait_for
 
 
 class Peer:
@@ -199,11 +200,7 @@ async def test_abort_ends_at_once_when_the_peer_answers() -> None:
         # The app is busy and has not taken the peer's last message: reading is paused.
         conn.peer.protocol.send_text(b"unread")
         await conn.peer.flush()
-        for _ in range(500):
-            if conn.protocol.read_paused:
-                break
-            await asyncio.sleep(0.01)
-        assert conn.protocol.read_paused
+        await wait_for(lambda: conn.protocol.read_paused, within=5)
         conn.wire.abort(1008, "bye")
         frame = await conn.peer.next_event()
         assert isinstance(frame, Frame)
@@ -300,7 +297,7 @@ async def test_flag_set_wakes_every_waiter_and_clear_holds_new_ones() -> None:
     assert await asyncio.wait_for(asyncio.gather(*waiters), 1) == [True, True, True]
     flag.clear()
     late = asyncio.create_task(flag.wait())
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0)  # it runs up to its wait
     assert not late.done()
     flag.set()
     assert await asyncio.wait_for(late, 1) is True
