@@ -126,15 +126,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return  # one configuration: the fixture's default, and no id for it
     params = []
     for backend in BACKENDS:
-        if (bug := _KNOWN_BUGS.get((test, backend))) is not None:
-            reason, raises = bug
-            params.append(
-                pytest.param(
-                    backend, marks=pytest.mark.xfail(reason=reason, raises=raises, strict=True)
-                )
-            )
-        else:
-            params.append(backend)
+        bug = _KNOWN_BUGS.get((test, backend))
+        marks = [pytest.mark.xfail(reason=bug[0], raises=bug[1], strict=True)] if bug else []
+        params.append(pytest.param(backend, marks=marks))
     metafunc.parametrize("chat_backend", params, indirect=True)
 
 
