@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -139,17 +140,17 @@ def chat_backend(request: pytest.FixtureRequest) -> str:
     return backend
 
 
-@pytest.fixture
-def chat_settings(chat_backend: str, request: pytest.FixtureRequest, tmp_path: Any) -> Settings:
-    """The server's settings, on a database and broker that no other test uses."""
+def settings_on(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """A server's settings on ``backend``, with a database and broker namespace of the test's
+    own, so that no test sees another's data or messages."""
     # The stream watcher's events would interleave with what tests expect; its own tests
     # turn it on.
-    if chat_backend == "sqlite-memory":
+    if backend == "sqlite-memory":
         return Settings(
             database_url=f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}", run_singletons=False
         )
-    # A database of the test's own (the app migrates it on start), and a namespace of
-    # its own on the shared Redis server, so no test sees another's messages.
+    # An empty database (the app migrates it on start), and a namespace on the shared
+    # Redis server.
     database_url: str = request.getfixturevalue("empty_postgres_database")
     redis_url: str = request.getfixturevalue("redis_url")
     return Settings(
@@ -158,6 +159,11 @@ def chat_settings(chat_backend: str, request: pytest.FixtureRequest, tmp_path: A
         broker_namespace=f"test-{uuid.uuid4().hex}:",
         run_singletons=False,
     )
+
+
+@pytest.fixture
+def chat_settings(chat_backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    return settings_on(chat_backend, request, tmp_path)
 
 
 @pytest.fixture
