@@ -115,7 +115,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "chat_backend" not in metafunc.fixturenames:
+    if "chat_settings" not in metafunc.fixturenames:
         return
     test = metafunc.definition.nodeid.rsplit("/", 1)[-1]
     embedded_only = (
@@ -124,20 +124,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         or not _OWN_SERVICES.isdisjoint(metafunc.fixturenames)
     )
     if embedded_only:
-        return  # one configuration: the fixture's default, and no id for it
+        return  # one configuration, chat_settings' default, and no id for it
     params = []
     for backend in BACKENDS:
         bug = _KNOWN_BUGS.get((test, backend))
         marks = [pytest.mark.xfail(reason=bug[0], raises=bug[1], strict=True)] if bug else []
         params.append(pytest.param(backend, marks=marks))
-    metafunc.parametrize("chat_backend", params, indirect=True)
-
-
-@pytest.fixture
-def chat_backend(request: pytest.FixtureRequest) -> str:
-    """The configuration this test runs on: one of ``BACKENDS``, the first by default."""
-    backend: str = getattr(request, "param", BACKENDS[0])
-    return backend
+    metafunc.parametrize("chat_settings", params, indirect=True)
 
 
 def settings_on(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
@@ -162,8 +155,11 @@ def settings_on(backend: str, request: pytest.FixtureRequest, tmp_path: Path) ->
 
 
 @pytest.fixture
-def chat_settings(chat_backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    return settings_on(chat_backend, request, tmp_path)
+def chat_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """The settings on the configuration this test runs on; the first of ``BACKENDS`` where the
+    test is not parametrized (tests outside tests/ws import this fixture)."""
+    backend: str = getattr(request, "param", BACKENDS[0])
+    return settings_on(backend, request, tmp_path)
 
 
 @pytest.fixture
