@@ -11,7 +11,7 @@ import asyncio
 import os
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from urllib.parse import urlsplit
 
 import pytest
@@ -81,6 +81,21 @@ def postgres_database() -> Iterator[str]:
         yield base._replace(path=f"/{name}").geturl()
     finally:
         asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+async def empty_postgres_database(postgres_database: str) -> AsyncIterator[str]:
+    """A PostgreSQL database of this test's own, dropped after it, as a SQLAlchemy URL.
+
+    Empty: an app started on it runs the migrations, as in a new deployment.
+    """
+    name = f"streamchat_test_{uuid.uuid4().hex[:12]}"
+    await _admin(f'CREATE DATABASE "{name}"')
+    try:
+        url = urlsplit(postgres_database)._replace(path=f"/{name}").geturl()
+        yield url.replace("postgresql://", "postgresql+asyncpg://", 1)
+    finally:
+        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
