@@ -71,6 +71,11 @@ async def _running(settings: Settings) -> AsyncIterator[Services]:
             written = await streamer_store.upsert(sample_streamer_rows())
             log.info("loaded %d sample streamers into an empty database", written)
 
+        pubsub = PubSub(
+            broker=settings.broker_url,
+            store=chat_store(settings),
+            namespace=await broker_namespace(settings, db),
+        )
         store_url = settings.chat_store_url
         if not settings.broker_url.startswith("memory:") and store_url.startswith(
             ("memory:", "sqlite")
@@ -82,11 +87,6 @@ async def _running(settings: Settings) -> AsyncIterator[Services]:
                 settings.broker_url.split("://", 1)[0],
                 store_url.split("://", 1)[0],
             )
-        pubsub = PubSub(
-            broker=settings.broker_url,
-            store=chat_store(settings),
-            namespace=await broker_namespace(settings, db),
-        )
         await pubsub.connect()
         stack.push_async_callback(pubsub.disconnect)
 

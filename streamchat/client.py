@@ -202,6 +202,8 @@ class ChatClient:
         without it the connection is anonymous (it may read, not publish).
         ``origin`` sets the ``Origin`` header, as a browser would.
         """
+        if max_events < 1:  # before a connection is opened for nothing
+            raise ValueError("max_events must be at least 1")
         headers = {"Cookie": f"{SESSION_COOKIE}={session}"} if session else None
         websocket = await ws_connect(
             websocket_url(url),

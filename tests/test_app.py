@@ -267,12 +267,6 @@ async def test_a_broker_that_cannot_be_reached_fails_the_start_at_once(
     assert not has_wal(sqlite_settings.database_url.split("///", 1)[1])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TimeoutError,
-    reason="product bug: a NATS URL that refuses connections holds the start for about two "
-    "minutes (nats-py retries 60 times, 2 s apart, despite allow_reconnect=False)",
-)
 async def test_a_nats_broker_that_refuses_fails_the_start_at_once(
     sqlite_settings: Settings, refused_port: int
 ) -> None:
@@ -462,12 +456,6 @@ async def test_an_unexpected_error_is_a_500_json_page_logged_with_its_traceback(
     assert isinstance(logged[0].exc_info[1], ZeroDivisionError)  # type: ignore[index]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="product bug: the 500 page comes from Starlette's ServerErrorMiddleware, outside "
-    "AccessMiddleware, so it carries no X-Request-ID (app.py says every response does)",
-)
 async def test_a_500_carries_the_request_id_too(app_with_failing_routes: FastAPI) -> None:
     async with client_for(app_with_failing_routes) as http:
         bug = await http.get("/test/bug", headers={"x-request-id": "trace-500"})

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 
 from streamchat.errors import InvalidInput, StreamchatError, Unavailable
 from streamchat.http.schemas import ErrorOut
+from streamchat.logs import REQUEST_ID_HEADER
 from streamchat.pubsub import PubSubError
 
 __all__ = ["OUTAGES", "error_response", "error_responses", "install_error_handlers"]
@@ -116,9 +117,12 @@ async def _on_outage(request: Request, exc: Exception) -> JSONResponse:
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+    # Starlette answers this one outside every middleware: the request id is added here.
+    request_id = request.scope.get("state", {}).get("request_id")
     return JSONResponse(
         {"error": {"code": "internal_error", "message": "internal server error"}},
         status_code=500,
+        headers={REQUEST_ID_HEADER: request_id} if request_id else None,
     )
 
 

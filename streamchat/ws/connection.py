@@ -247,18 +247,31 @@ class Connection:
             return
         # Tasks start in the order they are created, and a send hands its message
         # to the store before it first waits: the client's order is the room's.
-        task = asyncio.create_task(self._send(request.id, outgoing), name="ws-publish")
+        previous = pipeline[-1] if pipeline else None
+        task = asyncio.create_task(self._send(request.id, outgoing, previous), name="ws-publish")
         pipeline.append(task)
 
-    async def _send(self, request_id: int | str | None, outgoing: Outgoing) -> None:
+    async def _send(
+        self,
+        request_id: int | str | None,
+        outgoing: Outgoing,
+        previous: asyncio.Task[None] | None,
+    ) -> None:
+        failure: Unavailable | None = None
         try:
             posted = await self._rooms.send(outgoing)
         except PubSubError as exc:
             log.warning("publish failed: %s", exc)
-            self._fail(request_id, Unavailable("chat storage is unavailable; try again"))
+            failure = Unavailable("chat storage is unavailable; try again")
         except Exception:
             log.exception("publish failed")
-            self._fail(request_id, Unavailable("internal error; try again"))
+            failure = Unavailable("internal error; try again")
+        # Stored in order, but the broker may confirm out of it: the answers go in the
+        # order of the requests.
+        if previous is not None and not previous.done():
+            await asyncio.wait({previous})
+        if failure is not None:
+            self._fail(request_id, failure)
         else:
             self.outbox.deliver(
                 encode(

@@ -20,7 +20,6 @@ from websockets.exceptions import ConnectionClosed
 from streamchat.app import create_app, server_options
 from streamchat.client import ChatClient, login
 from streamchat.config import Settings
-from streamchat.pubsub import BrokerError
 from streamchat.services import Services
 
 
@@ -94,18 +93,7 @@ _EMBEDDED_ONLY = {
 
 #: Known product bugs that make a test fail on one configuration, and how it fails: the test
 #: runs there as a strict xfail, so the fix makes it fail until its entry here is deleted.
-_KNOWN_BUGS: dict[tuple[str, str], tuple[str, type[Exception]]] = {
-    ("test_chat.py::test_writes_are_coalesced_under_load", "postgresql-redis"): (
-        "product bug: over 100 broadcasts at once exhaust redis-py's connection pool "
-        "(MaxConnectionsError): the events are lost and the broker is marked as failing",
-        BrokerError,
-    ),
-    ("test_chat.py::test_pipelined_publishes_are_all_stored_in_order", "postgresql-redis"): (
-        "product bug: on Redis the acks of pipelined publishes come back out of request "
-        "order (docs/protocol.md: replies come in request order)",
-        AssertionError,
-    ),
-}
+_KNOWN_BUGS: dict[tuple[str, str], tuple[str, type[Exception]]] = {}
 
 
 def pytest_configure(config: pytest.Config) -> None:

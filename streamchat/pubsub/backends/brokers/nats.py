@@ -10,6 +10,7 @@ seconds (URL option, default 5) and gives up after two unanswered PINGs.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
@@ -29,6 +30,8 @@ __all__ = ["NatsBroker"]
 
 # What the client library raises for a failed operation; anything else is a bug, raised.
 _ERRORS = (NatsError, OSError, TimeoutError)
+#: Seconds to connect (and to subscribe again) before the attempt counts as failed.
+_CONNECT_TIMEOUT = 3
 
 log = logging.getLogger("streamchat.pubsub")
 
@@ -80,17 +83,21 @@ class NatsBroker(Broker):
 
         self._client = client
         try:
-            await client.connect(
-                servers=[self._url],
-                allow_reconnect=False,
-                connect_timeout=5,
-                ping_interval=self.ping_interval,  # type: ignore[arg-type]
-                max_outstanding_pings=2,
-                closed_cb=on_closed,
-                disconnected_cb=on_disconnected,
-                error_cb=on_error,
-                name="streamchat.pubsub",
-            )
+            # nats-py retries a refused first connection on its own (60 times, 2 s apart,
+            # whatever allow_reconnect says): one attempt's worth of time is all it gets;
+            # the PubSub's reconnect loop does the retrying, with its backoff.
+            async with asyncio.timeout(_CONNECT_TIMEOUT):
+                await client.connect(
+                    servers=[self._url],
+                    allow_reconnect=False,
+                    connect_timeout=_CONNECT_TIMEOUT,
+                    ping_interval=self.ping_interval,  # type: ignore[arg-type]
+                    max_outstanding_pings=2,
+                    closed_cb=on_closed,
+                    disconnected_cb=on_disconnected,
+                    error_cb=on_error,
+                    name="streamchat.pubsub",
+                )
             self.max_payload = client.max_payload
             self._subscriptions.clear()
             for channel in self.channels:

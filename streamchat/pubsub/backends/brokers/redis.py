@@ -30,6 +30,8 @@ from ..base import Broker
 __all__ = ["RedisBroker"]
 
 _ERRORS = (RedisError, OSError, TimeoutError)
+#: Publishes sent in one pipeline, at most.
+_MAX_PIPELINE = 512
 _CONFIRM_TIMEOUT = 10.0
 
 
@@ -51,6 +53,10 @@ class RedisBroker(Broker):
         self._confirmations: dict[str, list[asyncio.Future[None]]] = {}
         self._last_heard = 0.0
         self._early: deque[bytes] = deque()
+        # Publishes waiting for the writer, which sends them in order, pipelined on one
+        # connection: a burst costs one round trip, not a connection each.
+        self._outgoing: list[tuple[str, bytes, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         self._early.clear()
@@ -87,6 +93,11 @@ class RedisBroker(Broker):
                     self._early.append(_data(reply["data"]))
 
     async def disconnect(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+        self._fail_outgoing(BrokerError("Redis broker disconnected"))
         pubsub, self._pubsub = self._pubsub, None
         clients = [self._receiver, self._publisher]
         self._receiver = self._publisher = None
@@ -137,10 +148,45 @@ class RedisBroker(Broker):
     async def publish(self, channel: str, data: bytes) -> None:
         if self._publisher is None:
             raise BrokerError("Redis broker is not connected")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._outgoing.append((channel, data, future))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write(), name="redis-publish")
+        await future
+
+    async def _write(self) -> None:
         try:
-            await self._publisher.publish(channel, data)
-        except _ERRORS as exc:
-            raise BrokerError(f"Redis PUBLISH failed: {exc!r}") from exc
+            while self._outgoing:
+                batch = self._outgoing[:_MAX_PIPELINE]
+                del self._outgoing[:_MAX_PIPELINE]
+                error: BrokerError | None = None
+                publisher = self._publisher
+                if publisher is None:
+                    error = BrokerError("Redis broker is not connected")
+                else:
+                    try:
+                        async with publisher.pipeline(transaction=False) as pipe:
+                            for channel, data, _ in batch:
+                                pipe.publish(channel, data)
+                            await pipe.execute()
+                    except _ERRORS as exc:
+                        error = BrokerError(f"Redis PUBLISH failed: {exc!r}")
+                for _, _, future in batch:
+                    if future.done():
+                        continue  # its publisher stopped waiting
+                    if error is None:
+                        future.set_result(None)
+                    else:
+                        future.set_exception(error)
+        finally:
+            self._writer = None
+            self._fail_outgoing(BrokerError("Redis broker disconnected"))
+
+    def _fail_outgoing(self, error: BrokerError) -> None:
+        outgoing, self._outgoing = self._outgoing, []
+        for _, _, future in outgoing:
+            if not future.done():
+                future.set_exception(error)
 
     async def next_published(self) -> bytes:
         if self._early:
