@@ -128,6 +128,8 @@ class UserOut(BaseModel):
     twitch_id: str
     login: str | None
     display_name: str | None
+    #: Twitch's, for users who logged in with Twitch.
+    profile_image_url: str | None = None
     created_at: datetime
     favorite: StreamerOut | None = None
 
@@ -137,6 +139,7 @@ class UserOut(BaseModel):
             twitch_id=user.twitch_id,
             login=user.login,
             display_name=user.display_name,
+            profile_image_url=user.profile_image_url,
             created_at=user.created_at,
             favorite=StreamerOut.of(favorite, favorite_id=favorite.id) if favorite else None,
         )

@@ -30,6 +30,11 @@ __all__ = ["PresenceTracker"]
 
 log = logging.getLogger("streamchat.rooms")
 
+#: Seconds between two writes brought forward by waiters (see :meth:`persisted`).
+_URGENT_SPACING = 0.1
+#: With more changes than this waiting, a write is not brought forward.
+_URGENT_AT_MOST = 64
+
 
 class PresenceTracker:
     def __init__(
@@ -112,7 +117,10 @@ class PresenceTracker:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append((write, future))
-        self._urgent.set()
+        # A storm of changes (every client back after a restart) waits for the paced
+        # write: bringing writes forward then would cost the handshakes their time.
+        if len(self._joined) + len(self._left) <= _URGENT_AT_MOST:
+            self._urgent.set()
         self._dirty.set()
         await future
 
@@ -156,6 +164,7 @@ class PresenceTracker:
             except TimeoutError:
                 pass  # nothing changed: still refresh our rows' expiry
             self._dirty.clear()
+            began = time.monotonic()
             try:
                 await self.flush()
                 failures = 0
@@ -167,12 +176,15 @@ class PresenceTracker:
                 self._dirty.set()
                 await Backoff(first=2 * self._flush_interval, cap=10.0).wait(failures)
                 continue
-            # At most one write per interval, unless someone waits for one.
-            if not self._waiters:
+            # At most one write per interval; when someone waits for one (and there is
+            # no storm of changes, see persisted), one per _URGENT_SPACING.
+            if not self._urgent.is_set():
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self._flush_interval):
                         await self._urgent.wait()
             self._urgent.clear()
+            if (spacing := began + _URGENT_SPACING - time.monotonic()) > 0:
+                await asyncio.sleep(spacing)
 
     async def close(self) -> None:
         try:

@@ -99,6 +99,7 @@ class SessionStore:
                 User.twitch_id,
                 User.login,
                 User.display_name,
+                User.profile_image_url,
                 User.favorite_streamer_id,
                 User.created_at,
             )
@@ -113,6 +114,7 @@ class SessionStore:
                 twitch_id=row.twitch_id,
                 login=row.login,
                 display_name=row.display_name,
+                profile_image_url=row.profile_image_url,
                 favorite_streamer_id=row.favorite_streamer_id,
                 created_at=row.created_at,
             )

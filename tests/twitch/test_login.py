@@ -33,6 +33,7 @@ async def twitch() -> AsyncIterator[FakeTwitch]:
 @pytest.fixture
 def viewer(twitch: FakeTwitch) -> TwitchUser:
     user = twitch.add_user("MiraMoon", user_id="90210")
+    user.profile_image_url = "https://static-cdn.jtvnw.net/jtv_user_pictures/miramoon-300x300.png"
     twitch.log_in_as(user.id)
     return user
 
@@ -119,6 +120,7 @@ async def test_login_with_twitch_then_chat_then_logout(
     assert me.json()["twitch_id"] == viewer.id
     assert me.json()["login"] == "miramoon"
     assert me.json()["display_name"] == "MiraMoon"
+    assert me.json()["profile_image_url"] == viewer.profile_image_url
 
     # No Twitch token is kept: the one the login used was revoked at once.
     assert len(twitch.requests_to("/oauth2/revoke")) == 1
