@@ -138,14 +138,12 @@ class StreamWatcher(Actor):
         # streamer ID -> (live, when): what EventSub said last, lately.
         self._pushed: dict[str, tuple[bool, float]] = {}
 
-    async def on_start(self) -> None:
-        await self.subscribe()
-
     async def tick(self) -> None:
-        self._ticks += 1
+        # Polling first: making a large catalogue's subscriptions takes a while.
+        await self.refresh()
         if self._ticks % _RESUBSCRIBE_TICKS == 0:
             await self.subscribe()
-        await self.refresh()
+        self._ticks += 1
 
     async def subscribe(self) -> None:
         """With EventSub, make sure every streamer's subscriptions exist (new streamers,

@@ -115,7 +115,7 @@ async def twitch_callback(
             raise LoginExpired("this login link is not the one this browser started; try again")
         if not code:
             raise LoginFailed("Twitch sent no login code")
-        throttles.login(client_address(request), "twitch")
+        throttles.login_from(client_address(request))
         user, token = await _log_in(services, twitch, settings, code)
     except StreamchatError as exc:
         log.info("a login with Twitch failed: %s (%s)", exc.code, exc)

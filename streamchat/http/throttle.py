@@ -41,6 +41,12 @@ class Throttles:
             if retry_after is not None:
                 raise _too_many(f"too many login attempts {what}", retry_after)
 
+    def login_from(self, address: str) -> None:
+        """Count a login attempt whose account is not known yet (Twitch's callback)."""
+        retry_after = self._login_ip.hit(address, self._settings.login_attempts_per_ip)
+        if retry_after is not None:
+            raise _too_many("too many login attempts from this address", retry_after)
+
     def check_admin(self, address: str) -> None:
         """TooManyAttempts while ``address`` has used up its admin-token failures."""
         retry_after = self._admin_failures.peek(address, self._settings.admin_failures_per_ip)

@@ -253,3 +253,16 @@ async def test_twitch_routes_are_refused_in_dev_mode(tmp_path: Path) -> None:
             response = await client.get(path)
             assert response.status_code == 403
             assert response.json()["error"]["code"] == "twitch_disabled"
+
+
+async def test_many_viewers_log_in_one_after_the_other(
+    server: LiveServer, twitch: FakeTwitch
+) -> None:
+    # More than the per-account login limit (10 a minute): each viewer is their own account.
+    for n in range(12):
+        viewer = twitch.add_user(f"Viewer{n}", user_id=str(70_000 + n))
+        twitch.log_in_as(viewer.id)
+        async with httpx.AsyncClient(base_url=server.url) as browser:
+            done = await browser.get(await start_login(browser, twitch))
+            assert done.status_code == 302, done.text
+            assert SESSION_COOKIE in done.cookies
