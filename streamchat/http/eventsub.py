@@ -24,6 +24,7 @@ from typing import Any
 import msgspec
 from fastapi import APIRouter, Request, Response
 
+from streamchat.actors import Cluster
 from streamchat.errors import (
     ActorTimeout,
     InvalidInput,
@@ -116,7 +117,7 @@ async def eventsub(request: Request, services: ServicesDep) -> Response:
         raise
 
 
-async def _handle(cluster: Any, kind: str, message: _Body) -> Response:
+async def _handle(cluster: Cluster, kind: str, message: _Body) -> Response:
     subscription = message.subscription
     if kind == "webhook_callback_verification":
         if not message.challenge:

@@ -133,17 +133,7 @@ class TwitchAPI:
     async def exchange_code(self, code: str, *, redirect_uri: str) -> str:
         """The user access token for an authorization code (:class:`LoginExpired` when
         Twitch refuses the code: used, expired or made up)."""
-        response = await self._call(
-            "POST",
-            f"{self.id_url}/oauth2/token",
-            data={
-                "client_id": self.client_id,
-                "client_secret": self._secret,
-                "code": code,
-                "grant_type": "authorization_code",
-                "redirect_uri": redirect_uri,
-            },
-        )
+        response = await self._grant("authorization_code", code=code, redirect_uri=redirect_uri)
         if response.status_code in (400, 401, 403):
             raise LoginExpired(f"Twitch refused the login code ({_message(response)}); try again")
         return _parse(_Token, _ok(response)).access_token
@@ -314,15 +304,7 @@ class TwitchAPI:
             token = self._token
             if token is not None and time.monotonic() < token.renew_at:
                 return token.value
-            response = await self._call(
-                "POST",
-                f"{self.id_url}/oauth2/token",
-                data={
-                    "client_id": self.client_id,
-                    "client_secret": self._secret,
-                    "grant_type": "client_credentials",
-                },
-            )
+            response = await self._grant("client_credentials")
             if response.status_code in (400, 401, 403):
                 # A wrong client id or secret: the operator's to fix, loudly.
                 log.error("Twitch refused the app's credentials: %s", _message(response))
@@ -359,6 +341,13 @@ class TwitchAPI:
             raise TwitchUnavailable(f"Twitch's rate limit resets in {wait:.0f} s; try again later")
         await asyncio.sleep(max(wait, _RETRY.delay(attempt)))
         self._remaining = None
+
+    async def _grant(self, grant_type: str, **fields: str) -> httpx.Response:
+        """``POST /oauth2/token`` with the application's credentials."""
+        data = {"client_id": self.client_id, "client_secret": self._secret, **fields}
+        return await self._call(
+            "POST", f"{self.id_url}/oauth2/token", data={**data, "grant_type": grant_type}
+        )
 
     async def _call(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         try:
