@@ -23,6 +23,7 @@ $(STAMP): requirements.lock pyproject.toml | $(BIN)/python
 lock: | $(BIN)/python
 	$(BIN)/python -m pip install --quiet 'uv>=0.13,<1'
 	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes $(LOCK_ARGS) \
+		--custom-compile-command "make lock" \
 		--python-version 3.11 --python-platform x86_64-unknown-linux-gnu -o requirements.lock
 
 install: $(STAMP)

@@ -28,6 +28,7 @@ from streamchat.http import (
     rooms,
     streamers,
     users,
+    web,
 )
 from streamchat.http.access import AccessMiddleware
 from streamchat.http.errors import install_error_handlers
@@ -125,6 +126,7 @@ async def _running(settings: Settings) -> AsyncIterator[Services]:
         background.start(connections.listen(), "sessions-ended")
         background.start(connections.recheck(), "sessions-recheck")
         background.start(room_service.listen_broadcasts(), "room-broadcasts")
+        background.start(room_service.listen_directory(), "streamer-directory")
         background.start(room_service.announce_presence(), "presence-notices")
 
         cluster = await stack.enter_async_context(
@@ -217,8 +219,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outermost: every response, errors included, carries the request id.
     app.add_middleware(AccessMiddleware)
     install_error_handlers(app)
-    for module in (health, metrics, auth, oauth, users, streamers, rooms, admin, eventsub):
+    for module in (health, metrics, auth, oauth, users, streamers, rooms, admin, eventsub, web):
         app.include_router(module.router)
+    app.mount(web.STATIC_PATH, web.static_files(), name="static")
     return app
 
 

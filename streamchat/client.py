@@ -58,11 +58,16 @@ from streamchat.protocol import (
     PresenceReply,
     Publish,
     Request,
+    StreamerChange,
     Subscribe,
     Subscribed,
     Unsubscribe,
     Unsubscribed,
+    Unwatch,
+    Unwatched,
     UserRef,
+    Watch,
+    Watching,
     encode,
 )
 
@@ -93,11 +98,20 @@ DEFAULT_MAX_SIZE: Final = 4 << 20
 class ChatError(Exception):
     """The server refused a request: it answered with an ``error`` frame or HTTP error."""
 
-    def __init__(self, code: str, reason: str, *, request_id: int | str | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        reason: str,
+        *,
+        request_id: int | str | None = None,
+        details: Any = None,
+    ) -> None:
         super().__init__(f"{code}: {reason}")
         self.code = code
         self.reason = reason
         self.request_id = request_id
+        #: The error's particulars, e.g. ``{"retry_after": 1.5}`` for ``rate_limited``.
+        self.details = details
 
 
 class InvalidReply(ChatError):
@@ -128,17 +142,29 @@ class EventsDropped(Struct, frozen=True):
 
 
 #: What :meth:`ChatClient.events` yields, in arrival order.
-Event = Message | Join | Leave | EventFrame | ErrorFrame | EventsDropped
+Event = Message | Join | Leave | EventFrame | StreamerChange | ErrorFrame | EventsDropped
 #: What a request resolves to (an ``error`` is raised as :class:`ChatError`).
-Reply = Subscribed | Unsubscribed | Ack | HistoryReply | PresenceReply | Pong | ErrorFrame
+Reply = (
+    Subscribed
+    | Unsubscribed
+    | Ack
+    | HistoryReply
+    | PresenceReply
+    | Pong
+    | Watching
+    | Unwatched
+    | ErrorFrame
+)
 
-_ServerFrame = Reply | Message | Join | Leave | EventFrame
-_EVENT_TYPES: Final = (Message, Join, Leave, EventFrame)
+_ServerFrame = Reply | Message | Join | Leave | EventFrame | StreamerChange
+_EVENT_TYPES: Final = (Message, Join, Leave, EventFrame, StreamerChange)
 _frame_decoder: Final[msgspec.json.Decoder[_ServerFrame]] = msgspec.json.Decoder(_ServerFrame)
 _message_decoder: Final = msgspec.json.Decoder(Message)
 _any_decoder: Final = msgspec.json.Decoder()
 
-_R = TypeVar("_R", Subscribed, Unsubscribed, Ack, HistoryReply, PresenceReply, Pong)
+_R = TypeVar(
+    "_R", Subscribed, Unsubscribed, Ack, HistoryReply, PresenceReply, Pong, Watching, Unwatched
+)
 
 
 class ChatClient:
@@ -314,6 +340,13 @@ class ChatClient:
     async def ping(self) -> Pong:
         return await self._call(Ping(), Pong)
 
+    async def watch_streamers(self) -> Watching:
+        """Receive every change of the streamer directory as :class:`StreamerChange` events."""
+        return await self._call(Watch(feed="streamers"), Watching)
+
+    async def unwatch_streamers(self) -> Unwatched:
+        return await self._call(Unwatch(feed="streamers"), Unwatched)
+
     async def request(self, frame: Mapping[str, Any]) -> Reply:
         """Send any request object (its ``id`` is replaced) and return the typed reply.
 
@@ -468,7 +501,7 @@ class ChatClient:
 
 def _raise_if_error(reply: Reply) -> Reply:
     if isinstance(reply, ErrorFrame):
-        raise ChatError(reply.code, reply.reason, request_id=reply.id)
+        raise ChatError(reply.code, reply.reason, request_id=reply.id, details=reply.details)
     return reply
 
 
@@ -508,7 +541,7 @@ def _http_error(response: httpx.Response) -> ChatError:
     """The ``{"error": {"code", "message"}}`` body of a failed response, as a ChatError."""
     try:
         error = response.json()["error"]
-        return ChatError(str(error["code"]), str(error["message"]))
+        return ChatError(str(error["code"]), str(error["message"]), details=error.get("details"))
     except (ValueError, KeyError, TypeError):
         return ChatError(f"http_{response.status_code}", response.reason_phrase)
 

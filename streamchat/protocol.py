@@ -10,7 +10,7 @@ sequence number into those bytes, so fan-out never re-encodes it.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 from msgspec import Meta, Struct
@@ -36,11 +36,16 @@ __all__ = [
     "Publish",
     "Request",
     "RequestError",
+    "StreamerChange",
     "Subscribe",
     "Subscribed",
     "Unsubscribe",
     "Unsubscribed",
+    "Unwatch",
+    "Unwatched",
     "UserRef",
+    "Watch",
+    "Watching",
     "decode_requests",
     "encode",
     "error_frame",
@@ -109,7 +114,19 @@ class Ping(_Request, tag="ping", frozen=True):
     pass
 
 
-Request = Subscribe | Unsubscribe | Publish | History | Presence | Ping
+#: The feeds a connection may watch besides rooms: the streamer directory.
+Feed = Literal["streamers"]
+
+
+class Watch(_Request, tag="watch", frozen=True):
+    feed: Feed
+
+
+class Unwatch(_Request, tag="unwatch", frozen=True):
+    feed: Feed
+
+
+Request = Subscribe | Unsubscribe | Publish | History | Presence | Ping | Watch | Unwatch
 
 _REQUIRED: Final[dict[str, tuple[str, ...]]] = {
     "subscribe": ("room",),
@@ -118,6 +135,8 @@ _REQUIRED: Final[dict[str, tuple[str, ...]]] = {
     "history": ("room",),
     "presence": ("room",),
     "ping": (),
+    "watch": ("feed",),
+    "unwatch": ("feed",),
 }
 
 _request_decoder = msgspec.json.Decoder(Request)
@@ -226,6 +245,16 @@ class Pong(_Reply, tag="pong", frozen=True):
 class ErrorFrame(_Reply, tag="error", frozen=True):
     code: str
     reason: str
+    #: Machine-readable particulars, e.g. ``{"retry_after": 1.5}``.
+    details: Any = None
+
+
+class Watching(_Reply, tag="watching", frozen=True):
+    feed: str
+
+
+class Unwatched(_Reply, tag="unwatched", frozen=True):
+    feed: str
 
 
 class PresenceChange(Struct, tag_field="type", frozen=True):
@@ -251,6 +280,18 @@ class EventFrame(Struct, tag="event", tag_field="type", frozen=True):
     data: dict[str, Any]
 
 
+class StreamerChange(Struct, tag="streamer", tag_field="type", frozen=True):
+    """A change in the streamer directory, to the connections watching ``streamers``.
+
+    ``kind`` is ``stream.online``, ``stream.offline`` or ``stream.update`` (``data``
+    is the streamer's info, as in the room's ``event``), ``streamer.added`` (the
+    same) or ``streamer.removed`` (``data`` holds ``id`` and ``login``).
+    """
+
+    kind: str
+    data: dict[str, Any]
+
+
 class ChatMessage(Struct, frozen=True):
     """The stored body of a chat message: everything but its room and sequence number."""
 
@@ -265,7 +306,9 @@ encode = _encoder.encode
 
 
 def error_frame(request_id: RequestId, error: StreamchatError) -> bytes:
-    return encode(ErrorFrame(id=request_id, code=error.code, reason=error.message))
+    return encode(
+        ErrorFrame(id=request_id, code=error.code, reason=error.message, details=error.details)
+    )
 
 
 def message_frame(room: str, seq: int, body: bytes) -> bytes:

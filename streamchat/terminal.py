@@ -30,7 +30,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from streamchat.backoff import Backoff
 from streamchat.client import ChatClient, ChatError, EventsDropped, Message, login
-from streamchat.protocol import ErrorFrame, EventFrame, Join, Leave, UserRef
+from streamchat.protocol import ErrorFrame, EventFrame, Join, Leave, StreamerChange, UserRef
 
 __all__ = ["HISTORY_LINES", "TerminalChat", "run_chat"]
 
@@ -240,7 +240,7 @@ class TerminalChat:
             if isinstance(event, EventsDropped):
                 # The client's queue overflowed: subscribing again replays what was lost.
                 await self._enter(chat, note="fell behind; catching up")
-            else:
+            elif not isinstance(event, StreamerChange):  # never asked for here
                 self._show(event)
 
     async def _send_lines(self, chat: ChatClient) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from streamchat.errors import LoginTaken, StreamchatError, StreamerNotFound, TwitchDisabled
+from streamchat.pubsub import PubSubError
 from streamchat.services import Services
 from streamchat.store.models import Streamer
 from streamchat.twitch.helix import streamer_rows
@@ -35,6 +36,7 @@ async def add_streamer(services: Services, login: str) -> Streamer:
     await services.streamers.upsert(streamer_rows(found, streams))
     streamer = await services.streamers.get(found[0].id)
     assert streamer is not None
+    await _tell_directory(services, "streamer.added", streamer)
     try:
         # Subscribed to EventSub now rather than at the watcher's next round.
         await services.cluster.command("stream-watcher", "subscribe", {})
@@ -45,6 +47,18 @@ async def add_streamer(services: Services, login: str) -> Streamer:
 
 async def remove_streamer(services: Services, login: str) -> None:
     """Remove a streamer from the catalogue: their room stops taking subscriptions."""
+    streamer = await services.streamers.find(login)
     if not await services.streamers.delete(login):
         raise StreamerNotFound(f"no streamer {login!r}")
     services.rooms.forget(login.lower())
+    if streamer is not None and streamer.login == login.lower():
+        await _tell_directory(services, "streamer.removed", streamer)
+
+
+async def _tell_directory(services: Services, kind: str, streamer: Streamer) -> None:
+    """Pages showing the directory learn of the change (they read the streamer anew)."""
+    data = {"id": streamer.id, "login": streamer.login, "display_name": streamer.display_name}
+    try:
+        await services.rooms.events.streamer_changed(kind, data)
+    except PubSubError as exc:
+        log.warning("%s %s: not announced (%s)", kind, streamer.login, exc)

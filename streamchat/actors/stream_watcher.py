@@ -232,6 +232,7 @@ class StreamWatcher(Actor):
         for change in changes:
             try:
                 await self._events.announce(change.login, change.kind, change.info)
+                await self._events.streamer_changed(change.kind, change.info)
             except PubSubError as exc:
                 unannounced.append(change.login)
                 error = exc

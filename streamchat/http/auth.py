@@ -16,9 +16,9 @@ from streamchat.errors import (
     Unavailable,
     UserNotFound,
 )
-from streamchat.http.deps import ServicesDep, ThrottlesDep
+from streamchat.http.deps import OptionalUser, ServicesDep, ThrottlesDep
 from streamchat.http.errors import error_responses
-from streamchat.http.schemas import LoginIn, UserOut
+from streamchat.http.schemas import LoginIn, SessionOut, UserOut
 from streamchat.http.throttle import client_address
 from streamchat.http.users import user_out
 
@@ -90,3 +90,10 @@ async def logout(request: Request, services: ServicesDep) -> Response:
         secure=services.settings.cookie_secure,
     )
     return response
+
+
+@router.get("/session", response_model=SessionOut)
+async def session(user: OptionalUser, services: ServicesDep) -> SessionOut:
+    """Who the session cookie belongs to, or ``null``: never an error, unlike ``/api/me``
+    (a page asks this on every load, logged in or not)."""
+    return SessionOut(user=await user_out(services, user) if user is not None else None)

@@ -101,7 +101,10 @@ async def twitch_callback(
     error: _Param = None,
     error_description: _Param = None,
 ) -> Response:
-    """Where Twitch sends the browser back: start a session and go to ``/``."""
+    """Where Twitch sends the browser back: start a session and go to ``/``.
+
+    A failure is a JSON error; a browser that asked for a page (``Accept: text/html``)
+    is sent to ``/?login_error=<code>`` instead, where the page explains it."""
     settings, twitch = _twitch_mode(services)
     expected = request.cookies.get(STATE_COOKIE)
     # The state is single-use: whatever happens next, this browser's is spent.
@@ -119,7 +122,11 @@ async def twitch_callback(
         user, token = await _log_in(services, twitch, settings, code)
     except StreamchatError as exc:
         log.info("a login with Twitch failed: %s (%s)", exc.code, exc)
-        response = error_response(exc)
+        if _from_a_browser(request):
+            # A person, not a program: back to the page, which says what went wrong.
+            response = RedirectResponse(f"/?login_error={exc.code}", status_code=302)
+        else:
+            response = error_response(exc)
     else:
         log.info("user %s logged in with Twitch", user.twitch_id)
         response = RedirectResponse("/", status_code=302)
@@ -152,6 +159,12 @@ async def _sign_in(
         # Identity was all we needed: the token goes, nothing of it is kept.
         await twitch.revoke(access_token)
     return await actions.log_in_with_twitch(services, twitch_user)
+
+
+def _from_a_browser(request: Request) -> bool:
+    """A browser navigating (it asks for a page) rather than a program asking for JSON."""
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept and "application/json" not in accept
 
 
 def _twitch_mode(services: Services) -> tuple[Settings, TwitchAPI]:

@@ -19,6 +19,7 @@ __all__ = [
     "RegisterIn",
     "RoomName",
     "RoomPageOut",
+    "SessionOut",
     "StreamerOut",
     "StreamerRef",
     "UserOut",
@@ -143,6 +144,10 @@ class UserOut(BaseModel):
             created_at=user.created_at,
             favorite=StreamerOut.of(favorite, favorite_id=favorite.id) if favorite else None,
         )
+
+
+class SessionOut(BaseModel):
+    user: UserOut | None = Field(description="The logged-in user; null without a session.")
 
 
 class ErrorDetail(BaseModel):

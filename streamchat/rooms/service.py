@@ -41,7 +41,12 @@ from streamchat.protocol import (
     message_frame,
 )
 from streamchat.pubsub import Message, PubSub, PubSubError
-from streamchat.rooms.events import BROADCAST_CHANNEL, RoomBroadcast, RoomEvents
+from streamchat.rooms.events import (
+    BROADCAST_CHANNEL,
+    DIRECTORY_CHANNEL,
+    RoomBroadcast,
+    RoomEvents,
+)
 from streamchat.rooms.feeds import Member, RoomFeeds, channel_of
 from streamchat.rooms.presence import PresenceTracker
 from streamchat.rooms.ratelimit import RateLimiter, RecentKeys
@@ -127,6 +132,8 @@ class RoomService:
         self._presence = presence
         self._feeds = RoomFeeds(pubsub, flush_interval=flush_interval)
         self.events = RoomEvents(pubsub)
+        # Members watching the streamer directory.
+        self._watchers: set[Member] = set()
         #: Chat messages stored by this process (retries of a stored nonce not counted).
         self.published = 0
         # Told how long each message took to store and publish (seconds).
@@ -260,6 +267,29 @@ class RoomService:
         for room in self._feeds.rooms():
             if (feed := self._feeds.get(room)) is not None:
                 feed.inject(encode(EventFrame(room, event.kind, event.data)))
+
+    # -- the streamer directory -----------------------------------------------------
+
+    def watch(self, member: Member) -> None:
+        """Make ``member`` receive every change in the streamer directory."""
+        self._watchers.add(member)
+
+    def unwatch(self, member: Member) -> None:
+        self._watchers.discard(member)
+
+    @property
+    def watchers(self) -> int:
+        """This process's members watching the streamer directory."""
+        return len(self._watchers)
+
+    async def listen_directory(self) -> None:
+        """Hand every directory change to this process's watchers, until cancelled."""
+        await self._pubsub.listen(DIRECTORY_CHANNEL, self._directory_here)
+
+    def _directory_here(self, message: Message) -> None:
+        # Already a ``streamer`` frame: passed on as it came, never decoded here.
+        for member in list(self._watchers):
+            member.deliver(message.payload)
 
     # -- reading ---------------------------------------------------------------------
 

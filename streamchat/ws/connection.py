@@ -41,7 +41,11 @@ from streamchat.protocol import (
     Subscribe,
     Unsubscribe,
     Unsubscribed,
+    Unwatch,
+    Unwatched,
     UserRef,
+    Watch,
+    Watching,
     decode_requests,
     encode,
     error_frame,
@@ -60,7 +64,7 @@ _PIPELINE_DRAIN_TIMEOUT = 10.0
 #: Each request's ``type``, for the request log.
 _TYPES: dict[type[Request], str] = {
     cls: str(cls.__struct_config__.tag)
-    for cls in (Subscribe, Unsubscribe, Publish, History, Presence, Ping)
+    for cls in (Subscribe, Unsubscribe, Publish, History, Presence, Ping, Watch, Unwatch)
 }
 
 
@@ -97,6 +101,7 @@ class Connection:
         "_pipeline",
         "_rooms",
         "_subscribed",
+        "_watching",
         "_ws",
         "outbox",
         "request_id",
@@ -129,6 +134,7 @@ class Connection:
         self._rooms = rooms
         self._limits = limits
         self._subscribed: set[str] = set()
+        self._watching = False
         self._errors: deque[float] | None = None
         # Publishes are stored while the next requests are read: the store
         # commits what queues up together, so one busy client is not held to one
@@ -339,6 +345,14 @@ class Connection:
                 )
             case Ping(id=request_id):
                 return encode(Pong(id=request_id))
+            case Watch(feed=feed, id=request_id):
+                rooms.watch(self.outbox)
+                self._watching = True
+                return encode(Watching(id=request_id, feed=feed))
+            case Unwatch(feed=feed, id=request_id):
+                rooms.unwatch(self.outbox)
+                self._watching = False
+                return encode(Unwatched(id=request_id, feed=feed))
         raise AssertionError(f"unhandled request {request!r}")  # pragma: no cover
 
     def _fail(self, request_id: int | str | None, error: StreamchatError) -> None:
@@ -357,6 +371,9 @@ class Connection:
             self.close(CloseCode.POLICY, "too many errors")
 
     async def _leave_all(self) -> None:
+        if self._watching:
+            self._rooms.unwatch(self.outbox)
+            self._watching = False
         rooms, self._subscribed = self._subscribed, set()
         for room in rooms:
             try:

@@ -163,6 +163,21 @@ async def test_denied_consent_starts_no_session(
     assert twitch.requests_to("/oauth2/token") == []
 
 
+async def test_a_person_whose_login_failed_is_sent_back_to_the_page(
+    browser: httpx.AsyncClient, twitch: FakeTwitch, viewer: TwitchUser
+) -> None:
+    """A browser navigating asks for HTML: it gets the page, which explains, not JSON."""
+    twitch.deny_consent()
+    callback = await start_login(browser, twitch)
+    page_accept = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+    response = await browser.get(callback, headers={"Accept": page_accept})
+    assert response.status_code == 302
+    assert response.headers["location"] == "/?login_error=login_denied"
+    assert SESSION_COOKIE not in response.cookies
+    # The state was spent all the same.
+    assert response.headers["set-cookie"].startswith(f"{STATE_COOKIE}=")
+
+
 @pytest.mark.parametrize("state", ["missing-cookie", "wrong", "absent"])
 async def test_a_state_that_is_not_this_browsers_is_refused(
     browser: httpx.AsyncClient, twitch: FakeTwitch, viewer: TwitchUser, state: str

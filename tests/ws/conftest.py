@@ -43,10 +43,14 @@ class LiveServer:
 
 
 @asynccontextmanager
-async def live_server(settings: Settings) -> AsyncIterator[LiveServer]:
+async def live_server(
+    settings: Settings, sock: socket.socket | None = None
+) -> AsyncIterator[LiveServer]:
+    """``settings``' server on ``sock`` (bound, not yet listening), or on a free port."""
     app = create_app(settings)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    if sock is None:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     options = server_options(settings) | {"log_level": "warning"}
     del options["host"], options["port"]

@@ -99,6 +99,8 @@ async def test_rate_limit_like_twitch(server: LiveServer) -> None:
         with pytest.raises(ChatError) as caught:
             await chat.publish(ROOM, "one too many")
         assert caught.value.code == "rate_limited"
+        # How long to wait, for programs: the frame's details (the reason says it for people).
+        assert 0 < caught.value.details["retry_after"] <= 30
         # The limit is per room.
         await chat.publish("lunatidestv", "elsewhere is fine")
         assert len(await chat.history(ROOM)) == 20

@@ -198,6 +198,7 @@ async def test_requests_per_second_per_connection(server_factory: ServerFactory)
         by_id = {r["id"]: r for r in replies}
         assert [by_id[i]["type"] for i in range(10)] == ["history"] * 10
         assert {by_id[i]["code"] for i in range(10, 14)} == {"too_many_requests"}
+        assert all(0 < by_id[i]["details"]["retry_after"] <= 1 for i in range(10, 14))
         await asyncio.sleep(0.5)  # 2.5 requests earned
         await ws.send(json.dumps({"type": "ping", "id": 99}))
         assert json.loads(await ws.recv()) == {"type": "pong", "id": 99}
