@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import FastAPI, WebSocket
 from starlette.types import Receive, Scope, Send
 
-from streamchat import __version__
+from streamchat import __version__, actions
 from streamchat.actors import Node, broker_namespace, running_actors
 from streamchat.background import Background
 from streamchat.config import Settings
@@ -36,11 +36,14 @@ from streamchat.http.limits import BodyLimitMiddleware
 from streamchat.http.origin import OriginCheckMiddleware
 from streamchat.http.throttle import Throttles
 from streamchat.metrics import Metrics
+from streamchat.protocol import Moderate, UserRef
 from streamchat.pubsub import PubSub
+from streamchat.rooms.moderation import LocalSenders, Senders, SharedSenders
 from streamchat.rooms.presence import PresenceTracker
 from streamchat.rooms.service import RoomLimits, RoomService
 from streamchat.services import Services
 from streamchat.store.database import Database, chat_store
+from streamchat.store.moderation import ModerationStore
 from streamchat.store.presence import PresenceStore
 from streamchat.store.sessions import SessionStore
 from streamchat.store.streamers import StreamerStore
@@ -101,10 +104,17 @@ async def _running(settings: Settings) -> AsyncIterator[Services]:
         presence = PresenceTracker(PresenceStore(db), node_id=node.id)
         stack.push_async_callback(presence.close)
         metrics = Metrics()
+        moderation = ModerationStore(db)
+        # Several processes count each user's messages together, in the shared database.
+        shared = not settings.broker_url.startswith("memory:") and not db.is_sqlite
+        senders: Senders = SharedSenders(db) if shared else LocalSenders()
+        stack.push_async_callback(senders.close)
         room_service = RoomService(
             pubsub,
             streamer_store,
             presence,
+            moderation=moderation,
+            senders=senders,
             limits=RoomLimits(
                 enabled=settings.rate_limit,
                 announce_presence_at_most=settings.presence_announce_limit,
@@ -127,6 +137,7 @@ async def _running(settings: Settings) -> AsyncIterator[Services]:
         background.start(connections.recheck(), "sessions-recheck")
         background.start(room_service.listen_broadcasts(), "room-broadcasts")
         background.start(room_service.listen_directory(), "streamer-directory")
+        background.start(room_service.rules.listen(), "room-rules")
         background.start(room_service.announce_presence(), "presence-notices")
 
         cluster = await stack.enter_async_context(
@@ -149,7 +160,12 @@ async def _running(settings: Settings) -> AsyncIterator[Services]:
         stack.callback(gc.set_threshold, *gc.get_threshold())
         gc.set_threshold(*_GC_THRESHOLDS)
 
-        yield Services(
+        services: Services
+
+        async def moderate(user: UserRef | None, request: Moderate) -> dict[str, Any]:
+            return await actions.moderate(services, user, request.room, request)
+
+        services = Services(
             settings=settings,
             db=db,
             users=UserStore(db),
@@ -175,9 +191,12 @@ async def _running(settings: Settings) -> AsyncIterator[Services]:
                     max_per_user=settings.max_connections_per_user,
                 ),
                 allowed_origins=frozenset(o.lower() for o in settings.allowed_origins),
+                moderate=moderate,
             ),
             twitch=twitch,
+            moderation=moderation,
         )
+        yield services
 
 
 class StreamchatApp(FastAPI):

@@ -52,12 +52,17 @@ from streamchat.protocol import (
     HistoryReply,
     Join,
     Leave,
+    Moderate,
+    Moderated,
+    ModerationAction,
+    ModerationNotice,
     Ping,
     Pong,
     Presence,
     PresenceReply,
     Publish,
     Request,
+    RoomState,
     StreamerChange,
     Subscribe,
     Subscribed,
@@ -122,15 +127,20 @@ class InvalidReply(ChatError):
 
 
 class Message(Struct, tag="message", tag_field="type", frozen=True):
-    """A chat message, as delivered live, replayed after ``since``, or in ``history``."""
+    """A chat message, as delivered live, replayed after ``since``, or in ``history``.
+
+    A message a moderator deleted is a tombstone: ``deleted`` is true, and only ``room``
+    and ``seq`` are meaningful (``user`` is None, ``text`` empty).
+    """
 
     room: str
     seq: int
-    message_id: str
-    user: UserRef
-    text: str
+    message_id: str = ""
+    user: UserRef | None = None
+    text: str = ""
     #: When the server accepted it, in milliseconds since the Unix epoch.
-    ts: int
+    ts: int = 0
+    deleted: bool = False
 
 
 class EventsDropped(Struct, frozen=True):
@@ -142,7 +152,17 @@ class EventsDropped(Struct, frozen=True):
 
 
 #: What :meth:`ChatClient.events` yields, in arrival order.
-Event = Message | Join | Leave | EventFrame | StreamerChange | ErrorFrame | EventsDropped
+Event = (
+    Message
+    | Join
+    | Leave
+    | EventFrame
+    | StreamerChange
+    | ModerationNotice
+    | RoomState
+    | ErrorFrame
+    | EventsDropped
+)
 #: What a request resolves to (an ``error`` is raised as :class:`ChatError`).
 Reply = (
     Subscribed
@@ -153,17 +173,37 @@ Reply = (
     | Pong
     | Watching
     | Unwatched
+    | Moderated
     | ErrorFrame
 )
 
-_ServerFrame = Reply | Message | Join | Leave | EventFrame | StreamerChange
-_EVENT_TYPES: Final = (Message, Join, Leave, EventFrame, StreamerChange)
+_ServerFrame = (
+    Reply | Message | Join | Leave | EventFrame | StreamerChange | ModerationNotice | RoomState
+)
+_EVENT_TYPES: Final = (
+    Message,
+    Join,
+    Leave,
+    EventFrame,
+    StreamerChange,
+    ModerationNotice,
+    RoomState,
+)
 _frame_decoder: Final[msgspec.json.Decoder[_ServerFrame]] = msgspec.json.Decoder(_ServerFrame)
 _message_decoder: Final = msgspec.json.Decoder(Message)
 _any_decoder: Final = msgspec.json.Decoder()
 
 _R = TypeVar(
-    "_R", Subscribed, Unsubscribed, Ack, HistoryReply, PresenceReply, Pong, Watching, Unwatched
+    "_R",
+    Subscribed,
+    Unsubscribed,
+    Ack,
+    HistoryReply,
+    PresenceReply,
+    Pong,
+    Watching,
+    Unwatched,
+    Moderated,
 )
 
 
@@ -329,9 +369,13 @@ class ChatClient:
         """Up to ``limit`` messages (at most 100) before seq ``before``, oldest first."""
         reply = await self._call(History(room=room, before=before, limit=limit), HistoryReply)
         try:
-            return [_message_decoder.decode(raw) for raw in reply.messages]
+            found = [_message_decoder.decode(raw) for raw in reply.messages]
         except msgspec.ValidationError as exc:
             raise InvalidReply(f"history holds an invalid message: {exc}") from exc
+        for message in found:
+            if not _whole(message):
+                raise InvalidReply(f"history holds an invalid message: {message!r}")
+        return found
 
     async def presence(self, room: str) -> PresenceReply:
         """The logged-in users subscribed to ``room``, on every server process."""
@@ -346,6 +390,12 @@ class ChatClient:
 
     async def unwatch_streamers(self) -> Unwatched:
         return await self._call(Unwatch(feed="streamers"), Unwatched)
+
+    async def moderate(self, room: str, action: ModerationAction, **args: Any) -> Moderated:
+        """Take a moderation action in ``room``: ``ban`` (``user``, ``reason``), ``timeout``
+        (``user``, ``seconds``), ``delete`` (``seq``), ``slow`` (``seconds``)... (see
+        docs/protocol.md)."""
+        return await self._call(Moderate(room=room, action=action, **args), Moderated)
 
     async def request(self, frame: Mapping[str, Any]) -> Reply:
         """Send any request object (its ``id`` is replaced) and return the typed reply.
@@ -472,6 +522,9 @@ class ChatClient:
             self._undecodable(line, exc)
             return
         if isinstance(frame, _EVENT_TYPES):
+            if isinstance(frame, Message) and not _whole(frame):
+                log.warning("a message with fields missing from the server: %.200r", line)
+                return
             self._enqueue(frame)
             return
         future = self._pending.pop(frame.id, None) if isinstance(frame.id, int) else None
@@ -497,6 +550,11 @@ class ChatClient:
                 future.set_exception(
                     InvalidReply(f"undecodable reply: {exc}", request_id=request_id)
                 )
+
+
+def _whole(message: Message) -> bool:
+    """A message is a tombstone, or has everything a message has."""
+    return message.deleted or (message.user is not None and bool(message.message_id))
 
 
 def _raise_if_error(reply: Reply) -> Reply:

@@ -10,6 +10,7 @@ WebSocket layer sends the same code in an ``error`` frame::
     │   ├── UnknownType             unknown_type
     │   ├── InvalidFrame            invalid_frame
     │   ├── InvalidText             invalid_text
+    │   │   └── BlockedTerm         blocked_term
     │   └── InvalidCommand          invalid_command
     ├── NotAuthenticated            not_authenticated      401
     │   └── LoginFailed             login_failed
@@ -20,19 +21,24 @@ WebSocket layer sends the same code in an ``error`` frame::
     │   ├── DevLoginDisabled        dev_login_disabled
     │   ├── TwitchDisabled          twitch_disabled
     │   ├── AdminDisabled           admin_disabled
-    │   └── InvalidSignature        invalid_signature
+    │   ├── InvalidSignature        invalid_signature
+    │   ├── Banned                  banned
+    │   └── TimedOut                timed_out
     ├── NotFound                    not_found              404
     │   ├── UserNotFound            user_not_found
     │   ├── StreamerNotFound        streamer_not_found
     │   ├── UnknownRoom             unknown_room
+    │   ├── UnknownMessage          unknown_message
     │   └── UnknownActor            unknown_actor
     ├── Conflict                    conflict               409
-    │   └── LoginTaken              login_taken
+    │   ├── LoginTaken              login_taken
+    │   └── Duplicate               duplicate
     ├── RateLimited                 rate_limited           429
     │   ├── TooManySubscriptions    too_many_subscriptions
     │   ├── TooManyAttempts         too_many_attempts
     │   ├── TooManyConnections      too_many_connections
-    │   └── TooManyRequests         too_many_requests
+    │   ├── TooManyRequests         too_many_requests
+    │   └── SlowMode                slow_mode
     ├── PayloadTooLarge             payload_too_large      413
     ├── HistoryTrimmed              history_trimmed        410
     ├── Unavailable                 unavailable            503
@@ -59,10 +65,13 @@ __all__ = [
     "ActorTimeout",
     "ActorUnavailable",
     "AdminDisabled",
+    "Banned",
+    "BlockedTerm",
     "CannotStart",
     "Conflict",
     "CrossSiteRequest",
     "DevLoginDisabled",
+    "Duplicate",
     "Forbidden",
     "HistoryTrimmed",
     "InvalidCommand",
@@ -80,8 +89,10 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "RateLimited",
+    "SlowMode",
     "StreamchatError",
     "StreamerNotFound",
+    "TimedOut",
     "TooManyAttempts",
     "TooManyConnections",
     "TooManyRequests",
@@ -91,6 +102,7 @@ __all__ = [
     "TwitchUnavailable",
     "Unavailable",
     "UnknownActor",
+    "UnknownMessage",
     "UnknownRoom",
     "UnknownType",
     "UserNotFound",
@@ -333,6 +345,45 @@ class TooManyRequests(RateLimited):
 class PayloadTooLarge(StreamchatError):
     code = "payload_too_large"
     status = 413
+
+
+# -- moderation -------------------------------------------------------------------------
+
+
+class Banned(Forbidden):
+    """The user is banned from the room."""
+
+    code = "banned"
+
+
+class TimedOut(Forbidden):
+    """The user is timed out in the room; ``details.retry_after`` says for how long."""
+
+    code = "timed_out"
+
+
+class SlowMode(RateLimited):
+    """Slow mode: the user's previous message was too recent (``details.retry_after``)."""
+
+    code = "slow_mode"
+
+
+class Duplicate(Conflict):
+    """Unique mode: the same text as the user's previous message, within 30 s."""
+
+    code = "duplicate"
+
+
+class BlockedTerm(InvalidText):
+    """The text holds a term the room blocks."""
+
+    code = "blocked_term"
+
+
+class UnknownMessage(NotFound):
+    """No message with that seq in the room (never sent, or pruned)."""
+
+    code = "unknown_message"
 
 
 class CannotStart(Exception):

@@ -20,6 +20,7 @@ from streamchat.errors import InvalidFrame, MalformedFrame, StreamchatError, Unk
 __all__ = [
     "MAX_HISTORY",
     "MAX_TEXT_LENGTH",
+    "MAX_TIMEOUT",
     "Ack",
     "ChatMessage",
     "ErrorFrame",
@@ -28,6 +29,9 @@ __all__ = [
     "HistoryReply",
     "Join",
     "Leave",
+    "Moderate",
+    "Moderated",
+    "ModerationNotice",
     "Ping",
     "Pong",
     "Presence",
@@ -36,6 +40,7 @@ __all__ = [
     "Publish",
     "Request",
     "RequestError",
+    "RoomState",
     "StreamerChange",
     "Subscribe",
     "Subscribed",
@@ -126,7 +131,39 @@ class Unwatch(_Request, tag="unwatch", frozen=True):
     feed: Feed
 
 
-Request = Subscribe | Unsubscribe | Publish | History | Presence | Ping | Watch | Unwatch
+#: The moderation actions (docs/protocol.md, "moderate").
+ModerationAction = Literal[
+    "ban",
+    "unban",
+    "timeout",
+    "untimeout",
+    "delete",
+    "clear",
+    "mod",
+    "unmod",
+    "slow",
+    "unique",
+    "terms",
+]
+Login = Annotated[str, Meta(min_length=1, max_length=25, pattern=r"^[A-Za-z0-9_]+$")]
+Term = Annotated[str, Meta(min_length=1, max_length=100)]
+#: A timeout's longest, as on Twitch: two weeks.
+MAX_TIMEOUT: Final = 1_209_600
+
+
+class Moderate(_Request, tag="moderate", frozen=True):
+    room: Room
+    action: ModerationAction
+    user: Login | None = None
+    seconds: Annotated[int, Meta(ge=0, le=MAX_TIMEOUT)] | None = None
+    reason: Annotated[str, Meta(max_length=500)] | None = None
+    seq: Seq | None = None
+    enabled: bool | None = None
+    add: Annotated[list[Term], Meta(max_length=100)] | None = None
+    remove: Annotated[list[Term], Meta(max_length=100)] | None = None
+
+
+Request = Subscribe | Unsubscribe | Publish | History | Presence | Ping | Watch | Unwatch | Moderate
 
 _REQUIRED: Final[dict[str, tuple[str, ...]]] = {
     "subscribe": ("room",),
@@ -137,6 +174,7 @@ _REQUIRED: Final[dict[str, tuple[str, ...]]] = {
     "ping": (),
     "watch": ("feed",),
     "unwatch": ("feed",),
+    "moderate": ("room", "action"),
 }
 
 _request_decoder = msgspec.json.Decoder(Request)
@@ -214,6 +252,8 @@ class Subscribed(_Reply, tag="subscribed", frozen=True):
     recovered: bool
     #: When history was pruned past ``since``: the oldest seq still kept.
     oldest: int | None = None
+    #: The room's chat modes (see ``RoomState``).
+    room_state: dict[str, Any] | None = None
 
 
 class Unsubscribed(_Reply, tag="unsubscribed", frozen=True):
@@ -247,6 +287,39 @@ class ErrorFrame(_Reply, tag="error", frozen=True):
     reason: str
     #: Machine-readable particulars, e.g. ``{"retry_after": 1.5}``.
     details: Any = None
+
+
+class Moderated(_Reply, tag="moderated", frozen=True):
+    """A moderation action was taken (and announced to the room)."""
+
+    room: str
+    action: str
+    #: The messages it deleted, when it deleted some (``delete``, ``ban``, ``timeout``).
+    deleted: list[int] | None = None
+    #: With ``clear``: every message up to this seq is deleted.
+    through: int | None = None
+
+
+class ModerationNotice(Struct, tag="moderation", tag_field="type", omit_defaults=True, frozen=True):
+    """A moderation action, to everyone in the room (``by`` took it)."""
+
+    room: str
+    action: str
+    by: UserRef
+    user: UserRef | None = None
+    seq: int | None = None
+    seconds: int | None = None
+    #: ``clear``: every message up to this seq is gone.
+    through: int | None = None
+
+
+class RoomState(Struct, tag="room_state", tag_field="type", frozen=True):
+    """A room's chat modes, after one changed."""
+
+    room: str
+    slow: int
+    unique: bool
+    blocked_terms: int
 
 
 class Watching(_Reply, tag="watching", frozen=True):
@@ -315,6 +388,9 @@ def message_frame(room: str, seq: int, body: bytes) -> bytes:
     """The ``message`` object for a stored :class:`ChatMessage` body, without re-encoding it.
 
     ``body`` is ``{"message_id":…}``; the result is
-    ``{"type":"message","room":…,"seq":N,"message_id":…}``.
+    ``{"type":"message","room":…,"seq":N,"message_id":…}``. A deleted message (an empty,
+    redacted body) is its tombstone: ``{"type":"message","room":…,"seq":N,"deleted":true}``.
     """
+    if not body:
+        return b'{"type":"message","room":%b,"seq":%d,"deleted":true}' % (encode(room), seq)
     return b'{"type":"message","room":%b,"seq":%d,%b' % (encode(room), seq, body[1:])

@@ -10,6 +10,7 @@ from streamchat.metrics import Metrics
 from streamchat.pubsub import PubSub
 from streamchat.rooms.service import RoomService
 from streamchat.store.database import Database
+from streamchat.store.moderation import ModerationStore
 from streamchat.store.sessions import SessionStore
 from streamchat.store.streamers import StreamerStore
 from streamchat.store.users import UserStore
@@ -34,6 +35,7 @@ class Services:
     connections: ConnectionRegistry
     cluster: Cluster
     metrics: Metrics
+    moderation: ModerationStore
     #: What the WebSocket endpoint uses of these, with its limits and trusted origins.
     gateway: Gateway
     #: Twitch's OAuth and Helix, when the application's credentials are set.

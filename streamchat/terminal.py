@@ -30,7 +30,16 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from streamchat.backoff import Backoff
 from streamchat.client import ChatClient, ChatError, EventsDropped, Message, login
-from streamchat.protocol import ErrorFrame, EventFrame, Join, Leave, StreamerChange, UserRef
+from streamchat.protocol import (
+    ErrorFrame,
+    EventFrame,
+    Join,
+    Leave,
+    ModerationNotice,
+    RoomState,
+    StreamerChange,
+    UserRef,
+)
 
 __all__ = ["HISTORY_LINES", "TerminalChat", "run_chat"]
 
@@ -240,7 +249,9 @@ class TerminalChat:
             if isinstance(event, EventsDropped):
                 # The client's queue overflowed: subscribing again replays what was lost.
                 await self._enter(chat, note="fell behind; catching up")
-            elif not isinstance(event, StreamerChange):  # never asked for here
+            elif isinstance(event, ModerationNotice):
+                self._moderation(event)
+            elif not isinstance(event, StreamerChange | RoomState):
                 self._show(event)
 
     async def _send_lines(self, chat: ChatClient) -> None:
@@ -326,6 +337,9 @@ class TerminalChat:
             if self._last_seq is not None and event.seq <= self._last_seq:
                 return  # already shown (history and live overlap, or a replay)
             self._last_seq = event.seq
+            if event.deleted or event.user is None:
+                self._console.print(Text(f"· message {event.seq} was deleted", style="dim"))
+                return
             line = Text()
             line.append(_clock(event.ts) + " ", style="dim")
             line.append(_name(event.user), style=f"bold {_name_style(event.user)}")
@@ -341,6 +355,13 @@ class TerminalChat:
             details = ", ".join(f"{key}={value}" for key, value in event.data.items())
             text = f"★ {event.kind}" + (f": {details}" if details else "")
             self._console.print(Text(_printable(text), style="yellow"))
+
+    def _moderation(self, event: ModerationNotice) -> None:
+        if event.room != self.room:
+            return
+        who = f" {_name(event.user)}" if event.user is not None else ""
+        how = f" ({event.seconds} s)" if event.seconds is not None else ""
+        self._notice(f"{_name(event.by)}: {event.action}{who}{how}")
 
     def _notice(self, text: str) -> None:
         self._console.print(Text(f"· {text}", style="dim italic"))

@@ -10,6 +10,7 @@ on every process).
 from __future__ import annotations
 
 from streamchat.actions.broadcasts import announce, broadcast
+from streamchat.actions.moderation import moderate
 from streamchat.actions.sessions import log_in, log_in_with_twitch, log_out
 from streamchat.actions.streamers import add_streamer, remove_streamer
 from streamchat.actions.users import clear_favorite, register, set_favorite
@@ -22,6 +23,7 @@ __all__ = [
     "log_in",
     "log_in_with_twitch",
     "log_out",
+    "moderate",
     "register",
     "remove_streamer",
     "set_favorite",

@@ -13,7 +13,8 @@ class Message:
 
     A stored message has ``seq >= 1``, the channel's gapless sequence number in ``epoch``.
     An ephemeral message (``publish(..., store=False)``) has ``seq == 0`` and ``epoch == ""``.
-    ``time`` is the UNIX time (seconds) at which it was published.
+    ``time`` is the UNIX time (seconds) at which it was published. A stored message that
+    was redacted keeps its seq and time, with an empty payload (:attr:`redacted`).
     """
 
     channel: str
@@ -26,3 +27,8 @@ class Message:
     def stored(self) -> bool:
         """Whether the message is in the store (and so can be replayed)."""
         return self.seq > 0
+
+    @property
+    def redacted(self) -> bool:
+        """Whether the message was redacted: stored, its payload removed, its seq kept."""
+        return self.seq > 0 and not self.payload

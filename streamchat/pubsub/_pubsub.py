@@ -8,7 +8,7 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterable
 from types import TracebackType
 from typing import Any
 
@@ -226,6 +226,9 @@ class PubSub:
                 raise BrokerError(f"the broker does not take messages: {self._health.last_error}")
             await self._send(channel, data)
             return message
+        if not payload:
+            # An empty stored payload is what a redacted message reads as.
+            raise ValueError("a stored message needs a payload (empty means redacted)")
         message, created = await self._store.append(channel, payload, dedupe_key=dedupe_key)
         if not created:
             return message
@@ -329,6 +332,18 @@ class PubSub:
         """The channel's ``(epoch, last seq)``: a position to subscribe ``since`` later."""
         _check_channel(channel)
         return await self._store.last(channel)
+
+    async def redact(
+        self, channel: str, seqs: Iterable[int] = (), *, through: int | None = None
+    ) -> list[int]:
+        """Remove the payload of stored messages of ``channel`` (those in ``seqs``, and with
+        ``through`` every one up to it), keeping their seqs: history, reads and replays
+        return them in place as ``Message.redacted`` (empty payload), so recovery stays
+        gapless. Live subscribers are not told: publish a notice of your own. Returns the
+        seqs redacted now. See :meth:`Store.redact`.
+        """
+        _check_channel(channel)
+        return await self._store.redact(channel, seqs, through=through)
 
     async def prune(
         self, *, older_than: float | None = None, keep_last: int | None = None, limit: int = 1000

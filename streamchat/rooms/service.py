@@ -16,15 +16,21 @@ import uuid
 from collections import deque
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import msgspec
 
 from streamchat.batching import BatchedLookup
 from streamchat.errors import (
+    Banned,
+    BlockedTerm,
+    Duplicate,
     HistoryTrimmed,
     InvalidText,
     NotAuthenticated,
     RateLimited,
+    TimedOut,
+    UnknownMessage,
     UnknownRoom,
 )
 from streamchat.protocol import (
@@ -48,8 +54,16 @@ from streamchat.rooms.events import (
     RoomEvents,
 )
 from streamchat.rooms.feeds import Member, RoomFeeds, channel_of
+from streamchat.rooms.moderation import (
+    Allowance,
+    LocalSenders,
+    RoomRulesCache,
+    Senders,
+    blocked_term,
+)
 from streamchat.rooms.presence import PresenceTracker
-from streamchat.rooms.ratelimit import RateLimiter, RecentKeys
+from streamchat.rooms.ratelimit import RecentKeys
+from streamchat.store.moderation import ModerationStore, RoomRules
 from streamchat.store.streamers import StreamerStore
 
 __all__ = ["Outgoing", "Posted", "RoomLimits", "RoomService"]
@@ -63,6 +77,8 @@ _MAX_NOTICES = 10_000
 #: How long a join or leave notice waits for presence to be stored (seconds).
 _PRESENCE_WRITE_WAIT = 2.0
 _chat_decoder = msgspec.json.Decoder(ChatMessage)
+#: How many of a room's newest messages a ban or timeout looks through for the user's.
+_BAN_SCAN = 1000
 _broadcast_decoder = msgspec.json.Decoder(RoomBroadcast)
 
 
@@ -126,6 +142,8 @@ class RoomService:
         limits: RoomLimits | None = None,
         flush_interval: float = 0.005,
         on_sent: Callable[[float], None] | None = None,
+        moderation: ModerationStore | None = None,
+        senders: Senders | None = None,
     ) -> None:
         self._pubsub = pubsub
         self._streamers = streamers
@@ -139,7 +157,10 @@ class RoomService:
         # Told how long each message took to store and publish (seconds).
         self._on_sent = on_sent
         self._limits = limits or RoomLimits()
-        self._limiter = RateLimiter(window=self._limits.window)
+        #: Each room's moderation, as this process knows it.
+        self.rules = RoomRulesCache(moderation, pubsub)
+        # Counts each user's messages for the rate limit, slow and unique modes.
+        self._senders: Senders = senders or LocalSenders()
         # Nonces published through this process lately: their retries skip the limiter.
         self._nonces = RecentKeys(ttl=self._limits.window)
         # login -> (streamer ID, until when it is believed): a streamer an operator
@@ -191,22 +212,31 @@ class RoomService:
         dedupe_key = f"{user.id}:{nonce}" if nonce is not None else None
         counted: tuple[str, str] | None = None
         # A retry of a nonce is acknowledged with the original message and costs nothing.
-        if self._limits.enabled and not (dedupe_key and self._nonces.seen(dedupe_key)):
-            allowance = (
-                self._limits.streamer_messages if user.id == streamer_id else self._limits.messages
+        if not (dedupe_key and self._nonces.seen(dedupe_key)):
+            rules = await self.rules.get(streamer_id)
+            # The broadcaster and their moderators: exempt from modes, a higher limit.
+            staff = user.id == streamer_id or user.id in rules.moderators
+            _check_ban(rules, user.id)
+            if not staff and rules.blocked_terms and blocked_term(text, rules.blocked_terms):
+                raise BlockedTerm("your message holds a term this room does not allow")
+            limits = self._limits
+            allowance = Allowance(
+                limit=(limits.streamer_messages if staff else limits.messages)
+                if limits.enabled
+                else None,
+                window=limits.window,
+                slow=0 if staff else rules.slow_seconds,
+                unique=not staff and rules.unique_chat,
             )
-            key = (user.id, room)
-            retry_after = self._limiter.hit(key, allowance)
-            if retry_after is None:
-                counted = key
-            elif (
-                dedupe_key is None or await self._pubsub.find(channel_of(room), dedupe_key) is None
-            ):
-                raise RateLimited(
-                    f"at most {allowance} messages per {self._limits.window:g} s; "
-                    f"retry in {retry_after:.1f} s",
-                    details={"retry_after": round(retry_after, 3)},
-                )
+            if not allowance.free:
+                try:
+                    await self._senders.admit(streamer_id, user.id, text, allowance)
+                except (RateLimited, Duplicate):
+                    # Published through another process (a client that reconnected there)?
+                    if dedupe_key is None or not await self._stored(room, dedupe_key):
+                        raise
+                else:
+                    counted = (streamer_id, user.id)
         if dedupe_key is not None:
             self._nonces.add(dedupe_key)
         message_id = uuid.uuid4().hex
@@ -231,14 +261,15 @@ class RoomService:
         except BaseException:
             # Not stored: it does not count toward the sender's limit.
             if outgoing.counted is not None:
-                self._limiter.refund(outgoing.counted)
+                self._senders.refund(*outgoing.counted)
             raise
         message_id = outgoing.message_id
         if stored.payload != outgoing.body:
             # The nonce was seen before: acknowledge the original message again, for free.
-            message_id = _chat_decoder.decode(stored.payload).message_id
+            # (A retry of a message deleted since has no id left to give.)
+            message_id = _chat_decoder.decode(stored.payload).message_id if stored.payload else ""
             if outgoing.counted is not None:
-                self._limiter.refund(outgoing.counted)
+                self._senders.refund(*outgoing.counted)
         else:
             self.published += 1
         if self._on_sent is not None:
@@ -267,6 +298,54 @@ class RoomService:
         for room in self._feeds.rooms():
             if (feed := self._feeds.get(room)) is not None:
                 feed.inject(encode(EventFrame(room, event.kind, event.data)))
+
+    # -- moderation ------------------------------------------------------------------
+
+    async def author_of(self, room: str, seq: int) -> str | None:
+        """The user ID of message ``seq``; None when it was deleted. :class:`UnknownMessage`
+        when the room has no such message (never sent, or pruned)."""
+        await self.resolve(room)
+        found = await self._pubsub.read(channel_of(room), after=seq - 1, limit=1)
+        if not found or found[0].seq != seq:
+            raise UnknownMessage(f"no message {seq} in room {room!r}")
+        if found[0].redacted:
+            return None
+        return _chat_decoder.decode(found[0].payload).user.id
+
+    async def messages_of(self, room: str, user_id: str, *, scan: int = _BAN_SCAN) -> list[int]:
+        """The seqs of ``user_id``'s messages among the room's newest ``scan``: what a ban or
+        a timeout takes out of the chat, as on Twitch."""
+        channel = channel_of(room)
+        found: list[int] = []
+        before: int | None = None
+        seen = 0
+        while seen < scan:
+            page = await self._pubsub.history(channel, before=before, limit=MAX_HISTORY)
+            if not page:
+                break
+            seen += len(page)
+            for message in page:
+                if (
+                    not message.redacted
+                    and _chat_decoder.decode(message.payload).user.id == user_id
+                ):
+                    found.append(message.seq)
+            before = page[0].seq
+        return sorted(found)
+
+    async def redact(
+        self, room: str, seqs: list[int] | None = None, *, through: int | None = None
+    ) -> list[int]:
+        """Delete messages from the room's history, leaving tombstones (gapless seqs)."""
+        return await self._pubsub.redact(channel_of(room), seqs or (), through=through)
+
+    async def last_seq(self, room: str) -> int:
+        return (await self._pubsub.last(channel_of(room)))[1]
+
+    async def notify(self, room: str, *frames: bytes) -> None:
+        """Send frames to everyone in ``room`` now, on every process (not stored)."""
+        for frame in frames:
+            await self._pubsub.publish(channel_of(room), frame, store=False)
 
     # -- the streamer directory -----------------------------------------------------
 
@@ -330,7 +409,8 @@ class RoomService:
         Live frames reach the member from the moment it is added; with ``since``
         they are parked until the replay from the store has caught up.
         """
-        await self.resolve(room)
+        streamer_id = await self.resolve(room)
+        rules = await self.rules.get(streamer_id)
         channel = channel_of(room)
         # Parked from the start: after `subscribed` with seq N the member sees
         # exactly N+1, N+2, ... (or the replay first), never a frame before the reply.
@@ -364,6 +444,7 @@ class RoomService:
                         epoch=current_epoch,
                         recovered=recovered,
                         oldest=oldest,
+                        room_state=rules.modes(),
                     )
                 )
             )
@@ -482,6 +563,20 @@ class RoomService:
     async def close(self) -> None:
         await self._feeds.close()
         await self._lookup.close()
+
+
+def _check_ban(rules: RoomRules, user_id: str) -> None:
+    if user_id not in rules.bans:
+        return
+    until = rules.bans[user_id]
+    if until is None:
+        raise Banned("you are banned from this room")
+    wait = (until - datetime.now(UTC)).total_seconds()
+    if wait > 0:
+        raise TimedOut(
+            f"you are timed out in this room for {wait:.0f} s more",
+            details={"retry_after": round(wait, 3)},
+        )
 
 
 def _trimmed(request_id: int | str | None, delivered: int, next_seq: int) -> bytes:

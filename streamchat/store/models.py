@@ -25,10 +25,15 @@ __all__ = [
     "PUBSUB_MESSAGES",
     "ActorLease",
     "Base",
+    "ChatSender",
     "ClusterNode",
     "Deployment",
     "EventSubMessage",
+    "ModerationEntry",
+    "RoomBan",
+    "RoomModerator",
     "RoomPresence",
+    "RoomSettings",
     "Session",
     "Streamer",
     "User",
@@ -194,3 +199,89 @@ class EventSubMessage(Base):
     message_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     #: Twitch refuses to resend after 10 minutes; rows older than that are pruned.
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+# -- moderation ---------------------------------------------------------------------------
+
+
+class RoomModerator(Base):
+    """A moderator of a room, appointed by its broadcaster (or an operator)."""
+
+    __tablename__ = "room_moderators"
+
+    room_id: Mapped[str] = mapped_column(
+        ForeignKey("streamers.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.twitch_id", ondelete="CASCADE"), primary_key=True
+    )
+    added_by: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RoomBan(Base):
+    """A user who may not chat in a room: for good (a ban) or until ``expires_at`` (a
+    timeout)."""
+
+    __tablename__ = "room_bans"
+
+    room_id: Mapped[str] = mapped_column(
+        ForeignKey("streamers.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.twitch_id", ondelete="CASCADE"), primary_key=True
+    )
+    #: None: banned; otherwise a timeout that ends then.
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    banned_by: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RoomSettings(Base):
+    """A room's chat modes; a room without a row has them all off."""
+
+    __tablename__ = "room_settings"
+
+    room_id: Mapped[str] = mapped_column(
+        ForeignKey("streamers.id", ondelete="CASCADE"), primary_key=True
+    )
+    slow_seconds: Mapped[int] = mapped_column(Integer, default=0)
+    unique_chat: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: A JSON list of lower-case terms.
+    blocked_terms: Mapped[str] = mapped_column(Text, default="[]")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ModerationEntry(Base):
+    """The audit log: one row per moderation action, whoever took it."""
+
+    __tablename__ = "moderation_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    room_id: Mapped[str] = mapped_column(ForeignKey("streamers.id", ondelete="CASCADE"), index=True)
+    action: Mapped[str] = mapped_column(String(20))
+    #: A user's Twitch ID, or ``operator`` for the admin token.
+    actor_id: Mapped[str] = mapped_column(String(20))
+    target_id: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    #: What else the action carried (terms added and removed, unique on or off), as JSON.
+    details: Mapped[str] = mapped_column(Text, default="{}")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ChatSender(Base):
+    """One user's recent messages in one room, for limits every process must share (the
+    rate limit, slow mode, unique mode). Rows of users silent for minutes are deleted."""
+
+    __tablename__ = "chat_senders"
+
+    room_id: Mapped[str] = mapped_column(String(20), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(20), primary_key=True)
+    #: A JSON list of UNIX times, oldest first: the messages still inside a window.
+    times: Mapped[str] = mapped_column(Text)
+    #: The digest of the last message's text (unique mode).
+    digest: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    updated_at: Mapped[float] = mapped_column(Double, index=True)

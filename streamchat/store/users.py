@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from streamchat.errors import LoginTaken
@@ -74,6 +74,11 @@ class UserStore:
     async def get(self, twitch_id: str) -> User | None:
         async with self._db.session() as session:
             return await session.get(User, twitch_id)
+
+    async def find(self, login: str) -> User | None:
+        """A user by login, in any case (logins are stored in lower case)."""
+        async with self._db.session() as session:
+            return await session.scalar(select(User).where(User.login == login.lower()))
 
     async def set_favorite(self, twitch_id: str, streamer_id: str | None) -> None:
         async with self._db.session() as session:

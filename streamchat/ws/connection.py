@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,8 @@ from streamchat.protocol import (
     Ack,
     History,
     HistoryReply,
+    Moderate,
+    Moderated,
     Ping,
     Pong,
     Presence,
@@ -55,7 +58,10 @@ from streamchat.rooms.service import Outgoing, RoomService
 from streamchat.ws.outbox import CloseCode, ConnectionState, Outbox
 from streamchat.ws.transport import DirectWire
 
-__all__ = ["CloseCode", "Connection", "ConnectionLimits", "ConnectionState"]
+__all__ = ["CloseCode", "Connection", "ConnectionLimits", "ConnectionState", "Moderator"]
+
+#: Takes a ``moderate`` request for a user: what the action did, for the reply.
+Moderator = Callable[[UserRef | None, Moderate], Awaitable[dict[str, Any]]]
 
 log = logging.getLogger("streamchat.ws")
 
@@ -64,7 +70,7 @@ _PIPELINE_DRAIN_TIMEOUT = 10.0
 #: Each request's ``type``, for the request log.
 _TYPES: dict[type[Request], str] = {
     cls: str(cls.__struct_config__.tag)
-    for cls in (Subscribe, Unsubscribe, Publish, History, Presence, Ping, Watch, Unwatch)
+    for cls in (Subscribe, Unsubscribe, Publish, History, Presence, Ping, Watch, Unwatch, Moderate)
 }
 
 
@@ -98,6 +104,7 @@ class Connection:
         "_allowance",
         "_errors",
         "_limits",
+        "_moderate",
         "_pipeline",
         "_rooms",
         "_subscribed",
@@ -119,8 +126,10 @@ class Connection:
         session_key: str | None,
         limits: ConnectionLimits,
         request_id: str = "",
+        moderate: Moderator | None = None,
     ) -> None:
         self.user = user
+        self._moderate = moderate
         self.session_key = session_key
         #: The handshake's request id; every request the client sends is logged with it.
         self.request_id = request_id
@@ -353,6 +362,19 @@ class Connection:
                 rooms.unwatch(self.outbox)
                 self._watching = False
                 return encode(Unwatched(id=request_id, feed=feed))
+            case Moderate(room=room, action=action, id=request_id):
+                if self._moderate is None:
+                    raise Unavailable("moderation is not available on this server")
+                done = await self._moderate(self.user, request)
+                return encode(
+                    Moderated(
+                        id=request_id,
+                        room=room,
+                        action=action,
+                        deleted=done.get("deleted"),
+                        through=done.get("through"),
+                    )
+                )
         raise AssertionError(f"unhandled request {request!r}")  # pragma: no cover
 
     def _fail(self, request_id: int | str | None, error: StreamchatError) -> None:

@@ -21,7 +21,7 @@ from streamchat.origins import is_trusted_origin
 from streamchat.protocol import UserRef
 from streamchat.rooms.service import RoomService
 from streamchat.store.sessions import SessionStore, session_key
-from streamchat.ws.connection import Connection, ConnectionLimits
+from streamchat.ws.connection import Connection, ConnectionLimits, Moderator
 from streamchat.ws.registry import ConnectionRegistry
 from streamchat.ws.transport import PROTOCOL_CLASS, WIRE_EXTENSION, DirectWire
 
@@ -42,6 +42,8 @@ class Gateway:
     limits: ConnectionLimits
     #: Origins besides the server's own whose pages may open a WebSocket.
     allowed_origins: frozenset[str]
+    #: Takes a ``moderate`` request (the moderation action, bound to the app's services).
+    moderate: Moderator | None = None
 
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
@@ -135,4 +137,5 @@ async def _accept(websocket: WebSocket, gateway: Gateway) -> Connection | None:
         session_key=session_key(token) if user and token else None,
         limits=limits,
         request_id=request_id,
+        moderate=gateway.moderate,
     )

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 
-from streamchat.client import ChatClient, login, logout
+from streamchat.client import ChatClient, ChatError, login, logout
 from streamchat.protocol import Join, Leave
 from tests.helpers import messages
 from tests.ws._process import ServerProcess, ServerSet
@@ -125,3 +127,75 @@ async def test_logout_on_one_process_closes_sockets_on_the_other(
             async with asyncio.timeout(10):
                 await chat.wait_closed()
             assert chat.close_code == 4001
+
+
+async def broadcaster_of(url: str, room: str) -> str:
+    """A session of the room's broadcaster (the user whose ID is the streamer's)."""
+    async with httpx.AsyncClient(base_url=url) as http:
+        streamer_id = (await http.get(f"/api/streamers/{room}")).json()["id"]
+    return await login(url, streamer_id, room)
+
+
+async def test_a_ban_on_one_process_holds_on_the_other_within_a_second(
+    cluster: Cluster,
+) -> None:
+    one, two = cluster
+    host = await broadcaster_of(one.url, ROOM)
+    vic = await login(two.url, "3001", "vic")
+    async with ChatClient.connect(one.url, host) as h, ChatClient.connect(two.url, vic) as v:
+        await v.publish(ROOM, "before")  # process two has read the room's rules
+        await h.moderate(ROOM, "ban", user="vic")
+        banned_at = time.monotonic()
+        assert await publish_until(v, refused=True) == "banned"
+        assert time.monotonic() - banned_at < 1.0, "process two let a banned user post"
+        await h.moderate(ROOM, "unban", user="vic")
+        unbanned_at = time.monotonic()
+        assert await publish_until(v, refused=False) is None
+        assert time.monotonic() - unbanned_at < 1.0, "the unban did not reach process two"
+
+
+async def publish_until(chat: ChatClient, *, refused: bool) -> str | None:
+    """Publish until the server refuses (``refused``) or accepts; the refusal's code."""
+    for _ in range(200):
+        code: str | None = None
+        try:
+            await chat.publish(ROOM, "am I banned?")
+        except ChatError as exc:
+            code = exc.code
+        if (code is not None) == refused:
+            return code
+        await asyncio.sleep(0.005)
+    raise AssertionError("the ban or unban never took effect")
+
+
+async def test_the_rate_limit_counts_every_process(cluster: Cluster) -> None:
+    one, two = cluster
+    vic = await login(one.url, "3001", "vic")
+    async with ChatClient.connect(one.url, vic) as a, ChatClient.connect(two.url, vic) as b:
+        results = await asyncio.gather(
+            *(chat.publish(ROOM, f"{i}") for i in range(15) for chat in (a, b)),
+            return_exceptions=True,
+        )
+    accepted = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, ChatError)]
+    assert len(accepted) == 20
+    assert len(refused) == 10
+    assert {r.code for r in refused} == {"rate_limited"}
+
+
+async def test_recovering_on_the_other_process_across_a_deletion(cluster: Cluster) -> None:
+    one, two = cluster
+    host = await broadcaster_of(one.url, ROOM)
+    vic = await login(two.url, "3001", "vic")
+    async with ChatClient.connect(two.url, vic) as v:
+        sub = await v.subscribe(ROOM)
+        for i in range(4):
+            await v.publish(ROOM, f"m{i}")
+        await messages(v, 4)
+    async with ChatClient.connect(one.url, host) as h:
+        await h.moderate(ROOM, "delete", seq=3)
+    async with ChatClient.connect(one.url, vic) as v:
+        again = await v.subscribe(ROOM, since=1, epoch=sub.epoch)
+        assert again.recovered
+        replayed = await messages(v, 3)
+        assert [(m.seq, m.deleted) for m in replayed] == [(2, False), (3, True), (4, False)]

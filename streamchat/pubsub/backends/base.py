@@ -113,6 +113,20 @@ class Store(abc.ABC):
         """``last`` for several channels; channels never used may be missing from the result."""
         return {channel: await self.last(channel) for channel in channels}
 
+    async def redact(
+        self, channel: str, seqs: Iterable[int] = (), *, through: int | None = None
+    ) -> list[int]:
+        """Remove the payload of stored messages, keeping their seq, time and dedupe key.
+
+        Redacted are the messages of ``channel`` numbered in ``seqs``, and with ``through``
+        every one numbered up to it. Reads return them in place with an empty payload
+        (``Message.redacted``), so a channel's seqs stay gapless. Returns the seqs that
+        were redacted now (not those already redacted, pruned or never stored), in order.
+
+        Optional: a store without it raises NotImplementedError.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement redact")
+
     async def prune(
         self, *, older_than: float | None = None, keep_last: int | None = None, limit: int = 1000
     ) -> int:

@@ -51,6 +51,7 @@ export const api = {
   login: (twitchId) => call("POST", "/api/login", { twitch_id: twitchId }),
   logout: () => call("POST", "/api/logout"),
   streamers: () => call("GET", "/api/streamers"),
+  room: (login) => call("GET", `/api/rooms/${encodeURIComponent(login)}`),
   setFavorite: (login) => call("PUT", "/api/me/favorite", { streamer: login }),
   clearFavorite: () => call("DELETE", "/api/me/favorite"),
 };

@@ -315,6 +315,10 @@ class Room {
     this.shown = new Map(); // seq -> <li>
     this.presence = new Map(); // user id -> user
     this.presenceTimer = null;
+    this.role = null; // the viewer's role here: broadcaster, moderator, viewer, operator
+    this.streamerId = null;
+    this.moderators = new Set();
+    this.modes = null;
   }
 }
 
@@ -332,6 +336,7 @@ function openRoom(login) {
   $("messages").replaceChildren();
   $("presence-list").replaceChildren();
   $("presence-count").textContent = "0";
+  $("room-modes").textContent = "";
   $("presence").open = matchMedia("(min-width: 50rem)").matches;
   showRoomStatus("");
   $("send-error").textContent = "";
@@ -396,6 +401,8 @@ async function subscribe(room) {
   }
   room.subscribed = true;
   showRoomStatus("");
+  setModes(room, reply.room_state);
+  loadRole(room);
   const epochChanged = resuming && reply.epoch !== room.epoch;
   room.epoch = reply.epoch;
   if (resuming && !reply.recovered) {
@@ -432,16 +439,47 @@ function onMessage(frame) {
   }
 }
 
-function addMessage(room, frame) {
-  if (room.shown.has(frame.seq)) return;
+function messageItem(room, frame) {
+  if (frame.deleted) {
+    return el(
+      "li",
+      { cls: "message deleted", attrs: { "data-seq": String(frame.seq) } },
+      el("span", { cls: "text", text: "Message deleted" }),
+    );
+  }
+  const name = userName(frame.user);
   const item = el(
     "li",
-    { cls: "message", attrs: { "data-seq": String(frame.seq) } },
-    el("span", { cls: `author ${colour(frame.user?.id)}`, text: userName(frame.user) }),
+    { cls: "message", attrs: { "data-seq": String(frame.seq), "data-user": frame.user?.id ?? "" } },
+    el("span", { cls: `author ${colour(frame.user?.id)}`, text: name }),
     el("span", { cls: "text", text: frame.text }),
   );
+  const tools = el("span", { cls: "tools" });
+  const target = frame.user?.login ?? frame.user?.id; // a login, or an ID where there is none
+  for (const [label, action, args] of [
+    [`Delete message from ${name}`, "delete", { seq: frame.seq }],
+    [`Time out ${name} for 10 minutes`, "timeout", { user: target, seconds: 600 }],
+    [`Ban ${name}`, "ban", { user: target }],
+  ]) {
+    if (action !== "delete" && !target) continue;
+    const button = el("button", {
+      cls: `tool ${action}`,
+      text: action === "delete" ? "🗑" : action === "timeout" ? "⏱" : "⛔",
+      attrs: { type: "button", "aria-label": label, title: label },
+    });
+    button.addEventListener("click", () => moderate(room, action, args));
+    tools.append(button);
+  }
+  tools.hidden = !canModerate(room, frame.user?.id);
+  item.append(tools);
   const time = new Date(frame.ts);
   if (!Number.isNaN(time.getTime())) item.title = time.toLocaleString();
+  return item;
+}
+
+function addMessage(room, frame) {
+  if (room.shown.has(frame.seq)) return;
+  const item = messageItem(room, frame);
   if (room.shown.size === 0 || frame.seq > room.newestShown) {
     $("messages").append(item);
     room.newestShown = frame.seq;
@@ -569,6 +607,124 @@ function onEvent(frame) {
   }
 }
 
+// -- moderation --------------------------------------------------------------------
+
+const STAFF = new Set(["broadcaster", "moderator", "operator"]);
+
+// The broadcaster and moderators moderate; a moderator not the broadcaster or other moderators.
+function canModerate(room, authorId) {
+  if (!STAFF.has(room.role) || !authorId || authorId === state.me?.twitch_id) return false;
+  if (room.role === "moderator") {
+    return authorId !== room.streamerId && !room.moderators.has(authorId);
+  }
+  return authorId !== room.streamerId;
+}
+
+async function loadRole(room) {
+  try {
+    const info = await api.room(room.login);
+    if (state.room !== room) return;
+    room.role = info.role;
+    room.streamerId = info.streamer_id;
+    room.moderators = new Set(info.moderators ?? []);
+    setModes(room, info.modes);
+  } catch {
+    room.role = null;
+  }
+  for (const item of room.shown.values()) {
+    const tools = item.querySelector(".tools");
+    if (tools) tools.hidden = !canModerate(room, item.dataset.user);
+  }
+}
+
+function setModes(room, modes) {
+  if (!modes) return;
+  room.modes = modes;
+  const parts = [];
+  if (modes.slow) parts.push(`Slow mode: ${modes.slow} s`);
+  if (modes.unique) parts.push("Unique chat");
+  $("room-modes").textContent = parts.join(" · ");
+}
+
+async function moderate(room, action, args) {
+  try {
+    await socket.request({ type: "moderate", room: room.login, action, ...args });
+  } catch (e) {
+    if (state.room === room) showRoomStatus(`Could not ${action}: ${e.message}`);
+  }
+}
+
+function tombstone(room, seq) {
+  const item = room.shown.get(seq);
+  if (item === undefined || item.classList.contains("deleted")) return;
+  const dead = messageItem(room, { seq, deleted: true });
+  item.replaceWith(dead);
+  room.shown.set(seq, dead);
+}
+
+function duration(seconds) {
+  if (seconds % 86400 === 0) return `${seconds / 86400} d`;
+  if (seconds % 3600 === 0) return `${seconds / 3600} h`;
+  if (seconds % 60 === 0) return `${seconds / 60} min`;
+  return `${seconds} s`;
+}
+
+function onModeration(frame) {
+  const room = state.room;
+  if (room === null || frame.room !== room.login) return;
+  const who = userName(frame.user);
+  const by = frame.by?.id === "operator" ? "an operator" : userName(frame.by);
+  switch (frame.action) {
+    case "delete":
+      tombstone(room, frame.seq);
+      break;
+    case "clear":
+      for (const seq of [...room.shown.keys()]) if (seq <= frame.through) tombstone(room, seq);
+      notice(`The chat was cleared by ${by}.`);
+      break;
+    case "ban":
+    case "timeout":
+      for (const [seq, item] of [...room.shown]) {
+        if (item.dataset.user === frame.user?.id) tombstone(room, seq);
+      }
+      notice(
+        frame.action === "ban"
+          ? `${who} was banned by ${by}.`
+          : `${who} was timed out for ${duration(frame.seconds)} by ${by}.`,
+      );
+      break;
+    case "unban":
+      notice(`${who} was unbanned by ${by}.`);
+      break;
+    case "untimeout":
+      notice(`${who}'s timeout was lifted by ${by}.`);
+      break;
+    case "mod":
+    case "unmod":
+      notice(frame.action === "mod" ? `${who} is now a moderator.` : `${who} is no longer a moderator.`);
+      loadRole(room);
+      break;
+    case "slow":
+      notice(frame.seconds ? `Slow mode is on: one message every ${frame.seconds} s.` : "Slow mode is off.");
+      break;
+    case "unique":
+      break; // room_state follows
+    case "terms":
+      notice("The room's blocked terms changed.");
+      break;
+  }
+}
+
+function onRoomState(frame) {
+  const room = state.room;
+  if (room === null || frame.room !== room.login) return;
+  const before = room.modes ?? {};
+  setModes(room, { slow: frame.slow, unique: frame.unique, blocked_terms: frame.blocked_terms });
+  if (before.unique !== undefined && before.unique !== frame.unique) {
+    notice(frame.unique ? "Unique chat is on: no repeating yourself." : "Unique chat is off.");
+  }
+}
+
 // -- sending -----------------------------------------------------------------------
 
 let cooldown = null;
@@ -652,9 +808,24 @@ function refused(publish, e) {
   switch (e.code) {
     case "rate_limited": {
       const wait = Number(e.details?.retry_after ?? 1);
-      startCooldown(wait);
+      startCooldown(wait, "Rate limited: you are sending messages too fast.");
       break;
     }
+    case "slow_mode":
+      startCooldown(Number(e.details?.retry_after ?? 1), "Slow mode is on.");
+      break;
+    case "timed_out":
+      startCooldown(Number(e.details?.retry_after ?? 1), "You are timed out in this room.");
+      break;
+    case "banned":
+      error.textContent = "You are banned from this room.";
+      break;
+    case "duplicate":
+      error.textContent = "Unique chat is on: this is the same as your previous message.";
+      break;
+    case "blocked_term":
+      error.textContent = "Not sent: your message holds a term this room blocks.";
+      break;
     case "not_authenticated":
       error.textContent = "You are not logged in: log in to chat.";
       break;
@@ -666,7 +837,7 @@ function refused(publish, e) {
   }
 }
 
-function startCooldown(seconds) {
+function startCooldown(seconds, why) {
   const until = Date.now() + seconds * 1000;
   const error = $("send-error");
   clearInterval(cooldown);
@@ -678,7 +849,7 @@ function startCooldown(seconds) {
       error.textContent = "";
       return;
     }
-    error.textContent = `Rate limited: you are sending messages too fast. Wait ${left} s.`;
+    error.textContent = `${why} Wait ${left} s.`;
   };
   cooldown = setInterval(tick, 250);
   tick();
@@ -730,6 +901,12 @@ function onFrame({ detail: frame }) {
       break;
     case "streamer":
       onStreamerChange(frame);
+      break;
+    case "moderation":
+      onModeration(frame);
+      break;
+    case "room_state":
+      onRoomState(frame);
       break;
     case "error":
       if (frame.code === "history_trimmed") notice("Some messages were pruned before they could be shown.");

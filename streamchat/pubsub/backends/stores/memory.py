@@ -6,11 +6,12 @@ channel a new epoch, so positions taken before are recognised as lost.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from ..._message import Message
 from .._options import option, pop_options, positive_int
@@ -106,6 +107,31 @@ class MemoryStore(Store):
             end = min(end, max(0, before - log.first_seq()))
         start = max(0, end - limit)
         return [m for m, _ in itertools.islice(log.messages, start, end)]
+
+    async def redact(
+        self, channel: str, seqs: Iterable[int] = (), *, through: int | None = None
+    ) -> list[int]:
+        log = self._logs.get(channel)
+        if log is None or not log.messages:
+            return []
+        wanted = set(seqs)
+        first = log.first_seq()
+        if through is not None:
+            wanted.update(range(first, min(through, log.last_seq) + 1))
+        done: list[int] = []
+        for seq in sorted(wanted):
+            index = seq - first
+            if not 0 <= index < len(log.messages):
+                continue
+            message, key = log.messages[index]
+            if message.redacted:
+                continue
+            blank = dataclasses.replace(message, payload=b"")
+            log.messages[index] = (blank, key)
+            if key is not None:
+                log.dedupe[key] = blank
+            done.append(seq)
+        return done
 
     async def last(self, channel: str) -> tuple[str, int]:
         log = self._log(channel)

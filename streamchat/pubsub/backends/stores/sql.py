@@ -620,6 +620,34 @@ class SQLStore(Store):
                     result[str(row[0])] = (str(row[1]), int(row[2]))
         return result
 
+    # -- redaction --
+
+    async def redact(
+        self, channel: str, seqs: Iterable[int] = (), *, through: int | None = None
+    ) -> list[int]:
+        messages = self.messages
+        wanted = sorted(set(seqs))
+        chosen: list[sa.ColumnElement[bool]] = []
+        if wanted:
+            chosen.append(messages.c.seq.in_(wanted))
+        if through is not None:
+            chosen.append(messages.c.seq <= through)
+        if not chosen:
+            return []
+        stmt = (
+            messages.update()
+            .where(
+                messages.c.channel == channel,
+                sa.or_(*chosen),
+                sa.func.length(messages.c.payload) > 0,
+            )
+            .values(payload=b"")
+            .returning(messages.c.seq)
+        )
+        async with self._errors(), self._write() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return sorted(int(row[0]) for row in rows)
+
     # -- retention --
 
     async def prune(
