@@ -27,6 +27,7 @@ from typing import Protocol
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql
 
+from streamchat.batching import BatchedLookup
 from streamchat.errors import Duplicate, RateLimited, SlowMode
 from streamchat.pubsub import Message, PubSub
 from streamchat.store.database import Database
@@ -69,35 +70,37 @@ class RoomRulesCache:
         self._clock = clock
         # room ID -> (rules, read at)
         self._rules: dict[str, tuple[RoomRules, float]] = {}
-        # room ID -> the read under way (one at a time per room)
-        self._reading: dict[str, asyncio.Task[RoomRules]] = {}
+        # The rooms asked for at once (a restart's first subscriptions) are read together.
+        self._lookup = BatchedLookup(store.rules_many) if store is not None else None
         # room ID -> how many changes were heard of: a read that started before the
         # latest one is not kept.
         self._generation: dict[str, int] = {}
 
-    async def get(self, room_id: str) -> RoomRules:
+    def cached(self, room_id: str) -> RoomRules | None:
+        """The room's rules if this process knows them (and may still trust them)."""
         cached = self._rules.get(room_id)
         if cached is not None and self._clock() - cached[1] < self._ttl:
             return cached[0]
-        if self._store is None:
-            return RoomRules(room_id)
-        task = self._reading.get(room_id)
-        if task is None:
-            task = asyncio.create_task(self._read(room_id), name="room-rules")
-            self._reading[room_id] = task
-            task.add_done_callback(lambda _: self._reading.pop(room_id, None))
-        return await asyncio.shield(task)
+        return None
 
-    async def _read(self, room_id: str) -> RoomRules:
-        assert self._store is not None
+    async def get(self, room_id: str) -> RoomRules:
+        rules = self.cached(room_id)
+        if rules is not None:
+            return rules
+        if self._lookup is None:
+            return RoomRules(room_id)
         while True:
             generation = self._generation.get(room_id, 0)
             started = self._clock()
-            rules = await self._store.rules(room_id)
+            rules = await self._lookup.get(room_id) or RoomRules(room_id)
             if self._generation.get(room_id, 0) == generation:
                 self._rules[room_id] = (rules, started)
                 return rules
             # A change was announced while reading: what was read may predate it.
+
+    async def close(self) -> None:
+        if self._lookup is not None:
+            await self._lookup.close()
 
     def forget(self, room_id: str) -> None:
         """Drop this process's copy of the room's rules (they changed)."""

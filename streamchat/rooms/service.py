@@ -213,7 +213,7 @@ class RoomService:
         counted: tuple[str, str] | None = None
         # A retry of a nonce is acknowledged with the original message and costs nothing.
         if not (dedupe_key and self._nonces.seen(dedupe_key)):
-            rules = await self.rules.get(streamer_id)
+            rules = self.rules.cached(streamer_id) or await self.rules.get(streamer_id)
             # The broadcaster and their moderators: exempt from modes, a higher limit.
             staff = user.id == streamer_id or user.id in rules.moderators
             _check_ban(rules, user.id)
@@ -410,7 +410,7 @@ class RoomService:
         they are parked until the replay from the store has caught up.
         """
         streamer_id = await self.resolve(room)
-        rules = await self.rules.get(streamer_id)
+        rules = self.rules.cached(streamer_id) or await self.rules.get(streamer_id)
         channel = channel_of(room)
         # Parked from the start: after `subscribed` with seq N the member sees
         # exactly N+1, N+2, ... (or the replay first), never a frame before the reply.
@@ -563,6 +563,7 @@ class RoomService:
     async def close(self) -> None:
         await self._feeds.close()
         await self._lookup.close()
+        await self.rules.close()
 
 
 def _check_ban(rules: RoomRules, user_id: str) -> None:

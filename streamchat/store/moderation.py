@@ -24,6 +24,8 @@ __all__ = ["MAX_TERMS", "ModerationStore", "RoomRules"]
 
 #: Blocked terms a room may hold.
 MAX_TERMS = 1000
+# Rooms per query: well within SQLite's limit on parameters.
+_CHUNK = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,26 +58,48 @@ class ModerationStore:
 
     async def rules(self, room_id: str) -> RoomRules:
         """The room's rules now (timeouts that ended are left out)."""
+        return (await self.rules_many([room_id]))[room_id]
+
+    async def rules_many(self, room_ids: Iterable[str]) -> dict[str, RoomRules]:
+        """:meth:`rules` of several rooms in three queries (the first subscriptions of a
+        restart ask for many rooms at once); every room asked for is in the result."""
+        wanted = list(dict.fromkeys(room_ids))
+        moderators: dict[str, set[str]] = {room: set() for room in wanted}
+        bans: dict[str, dict[str, datetime | None]] = {room: {} for room in wanted}
+        settings: dict[str, RoomSettings] = {}
         now = utcnow()
         async with self._db.session() as session:
-            moderators = await session.scalars(
-                select(RoomModerator.user_id).where(RoomModerator.room_id == room_id)
+            for start in range(0, len(wanted), _CHUNK):
+                chunk = wanted[start : start + _CHUNK]
+                for mod in await session.execute(
+                    select(RoomModerator.room_id, RoomModerator.user_id).where(
+                        RoomModerator.room_id.in_(chunk)
+                    )
+                ):
+                    moderators[mod.room_id].add(mod.user_id)
+                for row in await session.execute(
+                    select(RoomBan.room_id, RoomBan.user_id, RoomBan.expires_at).where(
+                        RoomBan.room_id.in_(chunk),
+                        or_(RoomBan.expires_at.is_(None), RoomBan.expires_at > now),
+                    )
+                ):
+                    bans[row.room_id][row.user_id] = row.expires_at
+                for found in await session.scalars(
+                    select(RoomSettings).where(RoomSettings.room_id.in_(chunk))
+                ):
+                    settings[found.room_id] = found
+        out: dict[str, RoomRules] = {}
+        for room in wanted:
+            modes = settings.get(room)
+            out[room] = RoomRules(
+                room,
+                moderators=frozenset(moderators[room]),
+                bans=bans[room],
+                slow_seconds=modes.slow_seconds if modes else 0,
+                unique_chat=modes.unique_chat if modes else False,
+                blocked_terms=tuple(json.loads(modes.blocked_terms)) if modes else (),
             )
-            bans = await session.execute(
-                select(RoomBan.user_id, RoomBan.expires_at).where(
-                    RoomBan.room_id == room_id,
-                    or_(RoomBan.expires_at.is_(None), RoomBan.expires_at > now),
-                )
-            )
-            settings = await session.get(RoomSettings, room_id)
-        return RoomRules(
-            room_id,
-            moderators=frozenset(moderators),
-            bans={row.user_id: row.expires_at for row in bans},
-            slow_seconds=settings.slow_seconds if settings else 0,
-            unique_chat=settings.unique_chat if settings else False,
-            blocked_terms=tuple(json.loads(settings.blocked_terms)) if settings else (),
-        )
+        return out
 
     # -- roles --
 
