@@ -150,6 +150,14 @@ def serve(
             "processes \\[env STREAMCHAT_RUN_SINGLETONS=false]",
         ),
     ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            help="Server processes sharing the port (SO_REUSEPORT), for a multi-core host; "
+            "more than 1 needs a cross-process broker (redis://, nats://, postgresql://)",
+        ),
+    ] = 1,
     **settings_flags: Any,
 ) -> None:
     """Run the server. Every setting is a flag; a flag given wins over its environment
@@ -157,11 +165,12 @@ def serve(
     import uvicorn
 
     from streamchat.app import create_app, server_options
+    from streamchat.processes import refuse_processes, serve_processes
 
     if no_workers:
         settings_flags["run_singletons"] = False
     settings = _settings(**settings_flags)
-    if (reason := refuse_unsafe_bind(settings)) is not None:
+    if (reason := refuse_unsafe_bind(settings) or refuse_processes(settings, workers)) is not None:
         console.print(f"[bold red]streamchat:[/] {reason}")
         raise typer.Exit(code=2)
     _check_backends(settings)
@@ -178,6 +187,8 @@ def serve(
             settings.host,
             settings.port,
         )
+    if workers > 1:
+        raise typer.Exit(code=serve_processes(settings, workers))
     # Logging is configured above (text or JSON); uvicorn's loggers go through it.
     uvicorn.run(create_app(settings), log_config=None, **server_options(settings))
 

@@ -23,7 +23,7 @@ from tests.helpers import wait_for
 __all__ = ["ChildProcess", "ServerProcess", "ServerSet", "reserve_port"]
 
 
-def reserve_port() -> socket.socket:
+def reserve_port(*, reuse_port: bool = False) -> socket.socket:
     """A loopback port that is ours for as long as the returned socket stays open.
 
     The socket is bound with SO_REUSEADDR and never listens. So nobody else is handed the
@@ -36,6 +36,9 @@ def reserve_port() -> socket.socket:
     sock = socket.socket()
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            # For servers that bind with SO_REUSEPORT (``serve --workers``): all must.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(("127.0.0.1", 0))
     except BaseException:
         sock.close()
@@ -134,8 +137,9 @@ class ServerProcess(ChildProcess):
         args: Sequence[str] = (),
         *,
         port_flag: bool = True,
+        reuse_port: bool = False,
     ) -> None:
-        self._reservation = reserve_port()
+        self._reservation = reserve_port(reuse_port=reuse_port)
         self.port: int = self._reservation.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         if port_flag:
@@ -191,10 +195,16 @@ class ServerSet:
         settings: Mapping[str, str],
         *args: str,
         port_flag: bool = True,
+        reuse_port: bool = False,
     ) -> ServerProcess:
         """A server (not started yet), with ``args`` after ``streamchat serve``."""
         server = ServerProcess(
-            name, {**self._base, **settings}, self._logs, args, port_flag=port_flag
+            name,
+            {**self._base, **settings},
+            self._logs,
+            args,
+            port_flag=port_flag,
+            reuse_port=reuse_port,
         )
         self.processes.append(server)
         return server
