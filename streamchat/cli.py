@@ -154,8 +154,10 @@ def serve(
         int,
         typer.Option(
             "--workers",
+            envvar="STREAMCHAT_WORKERS",
             help="Server processes sharing the port (SO_REUSEPORT), for a multi-core host; "
-            "more than 1 needs a cross-process broker (redis://, nats://, postgresql://)",
+            "more than 1 needs a cross-process broker (redis://, nats://, postgresql://) "
+            "\\[env STREAMCHAT_WORKERS]",
         ),
     ] = 1,
     **settings_flags: Any,

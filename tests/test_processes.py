@@ -35,11 +35,14 @@ def test_a_count_out_of_bounds_is_refused(count: str, tmp_path: Path) -> None:
     assert "--workers takes 1 to 64" in result.stderr
 
 
-def test_several_processes_need_a_broker_that_joins_them(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("args", "env"), [(["--workers", "2"], {}), ([], {"STREAMCHAT_WORKERS": "2"})]
+)
+def test_several_processes_need_a_broker_that_joins_them(
+    args: list[str], env: dict[str, str], tmp_path: Path
+) -> None:
     result = _serve(
-        "--workers",
-        "2",
-        env={"STREAMCHAT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"},
+        *args, env={"STREAMCHAT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", **env}
     )
     assert result.returncode == 2
     assert "memory:// broker" in result.stderr
