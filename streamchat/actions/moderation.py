@@ -164,7 +164,7 @@ async def moderate(
     if action in _MODES:
         state = (await rooms.rules.get(streamer_id)).modes()
         frames.append(encode(RoomState(room=room, **state)))
-    await rooms.notify(room, *frames)
+    await rooms.events.send(room, *frames)
     await store.record(
         streamer_id,
         action,

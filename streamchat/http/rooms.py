@@ -141,6 +141,12 @@ async def room_state(
     )
 
 
+#: Blocked terms added or removed at once.
+Terms = Annotated[
+    list[Annotated[str, StringConstraints(min_length=1, max_length=100)]], Field(max_length=100)
+]
+
+
 class ModerationIn(BaseModel):
     # Strict: "enabled": 0 or "seconds": "10" are mistakes, not values to guess at.
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -151,20 +157,8 @@ class ModerationIn(BaseModel):
     reason: Annotated[str, StringConstraints(max_length=500)] | None = None
     seq: Annotated[int, Field(ge=1, le=2**62)] | None = None
     enabled: bool | None = None
-    add: (
-        Annotated[
-            list[Annotated[str, StringConstraints(min_length=1, max_length=100)]],
-            Field(max_length=100),
-        ]
-        | None
-    ) = None
-    remove: (
-        Annotated[
-            list[Annotated[str, StringConstraints(min_length=1, max_length=100)]],
-            Field(max_length=100),
-        ]
-        | None
-    ) = None
+    add: Terms | None = None
+    remove: Terms | None = None
 
 
 class ModeratedOut(BaseModel):

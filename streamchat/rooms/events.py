@@ -38,9 +38,12 @@ class RoomEvents:
 
     async def announce(self, room: str, kind: str, data: dict[str, Any]) -> None:
         """Send an ``event`` to everyone in ``room`` now, on every process."""
-        await self._pubsub.publish(
-            channel_of(room), encode(EventFrame(room, kind, data)), store=False
-        )
+        await self.send(room, encode(EventFrame(room, kind, data)))
+
+    async def send(self, room: str, *frames: bytes) -> None:
+        """Send frames to everyone in ``room`` now, on every process (not stored)."""
+        for frame in frames:
+            await self._pubsub.publish(channel_of(room), frame, store=False)
 
     async def broadcast(self, kind: str, data: dict[str, Any]) -> None:
         """Send an ``event`` to every room, on every server process."""

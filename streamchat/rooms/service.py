@@ -342,11 +342,6 @@ class RoomService:
     async def last_seq(self, room: str) -> int:
         return (await self._pubsub.last(channel_of(room)))[1]
 
-    async def notify(self, room: str, *frames: bytes) -> None:
-        """Send frames to everyone in ``room`` now, on every process (not stored)."""
-        for frame in frames:
-            await self._pubsub.publish(channel_of(room), frame, store=False)
-
     # -- the streamer directory -----------------------------------------------------
 
     def watch(self, member: Member) -> None:

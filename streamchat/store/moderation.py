@@ -56,13 +56,10 @@ class ModerationStore:
     def _insert(self) -> Any:
         return (sqlite if self._db.is_sqlite else postgresql).insert
 
-    async def rules(self, room_id: str) -> RoomRules:
-        """The room's rules now (timeouts that ended are left out)."""
-        return (await self.rules_many([room_id]))[room_id]
-
     async def rules_many(self, room_ids: Iterable[str]) -> dict[str, RoomRules]:
-        """:meth:`rules` of several rooms in three queries (the first subscriptions of a
-        restart ask for many rooms at once); every room asked for is in the result."""
+        """The rooms' rules now (timeouts that ended left out), in three queries: the first
+        subscriptions of a restart ask for many rooms at once. Every room asked for is in
+        the result."""
         wanted = list(dict.fromkeys(room_ids))
         moderators: dict[str, set[str]] = {room: set() for room in wanted}
         bans: dict[str, dict[str, datetime | None]] = {room: {} for room in wanted}
